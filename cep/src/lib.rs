@@ -1,0 +1,1 @@
+//! strata-cep: the pattern language and NFA matcher (not built yet).

@@ -1,0 +1,684 @@
+//! A partition: an ordered, durable, checksummed sequence of record batches.
+
+use crate::config::{Durability, PartitionConfig};
+use crate::error::{Error, FormatError, IoContext, Result};
+use crate::format::{BatchHeader, BatchView, patch_base_offset};
+use crate::index;
+use crate::io::{ActiveBackend, Driver, MAX_IOVECS, WriteDone, WriteJob};
+use crate::recovery::ScanStop;
+use crate::retention::{RetentionPolicy, SegmentStat, segments_to_delete};
+use crate::segment::{
+    self, ActiveSegment, INDEX_SUFFIX, LOG_SUFFIX, SealedSegment, TIME_INDEX_SUFFIX,
+};
+use bytes::{Bytes, BytesMut};
+use std::collections::{BTreeSet, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Name of the marker a clean `close` leaves behind.
+pub const CLEAN_SHUTDOWN_MARKER: &str = ".clean-shutdown";
+/// Name of the file locked while a partition is open.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Offsets assigned to an accepted batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the batch's first record.
+    pub base_offset: u64,
+    /// Offset of the batch's last record.
+    pub last_offset: u64,
+}
+
+/// Whole batches returned by a read, zero-copy.
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    /// Concatenated batches, starting with the one holding the requested offset.
+    pub bytes: Bytes,
+    /// Offset after the last readable record when the read was served.
+    pub high_watermark: u64,
+    /// First offset still retained.
+    pub log_start_offset: u64,
+}
+
+/// What recovery found when the partition was opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Whether the previous owner closed the partition cleanly.
+    pub clean_shutdown: bool,
+    /// Number of segments found.
+    pub segments: usize,
+    /// Valid bytes in the active segment after recovery.
+    pub active_valid_len: u64,
+    /// What ended the active segment's valid prefix, if its tail was torn or corrupt.
+    pub truncated_because: Option<ScanStop>,
+    /// Whether the active segment's indexes were rebuilt from the data.
+    pub rebuilt_active_index: bool,
+}
+
+/// What one pass of retention deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionReport {
+    /// Sealed segments deleted.
+    pub segments_deleted: usize,
+    /// Bytes those segments held.
+    pub bytes_deleted: u64,
+    /// First retained offset afterwards.
+    pub log_start_offset: u64,
+}
+
+/// Summary of one segment, for inspection and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// First offset of the segment.
+    pub base_offset: u64,
+    /// Offset after its last durable record.
+    pub next_offset: u64,
+    /// Durable bytes.
+    pub size: u64,
+    /// Newest record timestamp, if any.
+    pub max_timestamp: Option<i64>,
+    /// False for the active segment.
+    pub sealed: bool,
+}
+
+/// One partition of a topic: owned by one thread, appended through io_uring.
+///
+/// Appends are pipelined: [`submit`](Self::submit) queues a batch and returns its
+/// offsets; the batch is durable once [`high_watermark`](Self::high_watermark) passes its
+/// last offset. Everything queued while a write is in flight goes out in the next write
+/// (group commit). [`poll`](Self::poll) advances I/O without blocking; [`append`](Self::append)
+/// is the blocking convenience.
+///
+/// If a write fails, every batch not yet durable is dropped, the error is returned and
+/// the next append reuses their offsets; [`high_watermark`](Self::high_watermark) tells
+/// which appends made it.
+#[derive(Debug)]
+pub struct Partition {
+    dir: PathBuf,
+    config: PartitionConfig,
+    _lock: File,
+    driver: Driver,
+    sealed: VecDeque<SealedSegment>,
+    active: ActiveSegment,
+    /// Batches accepted but not yet handed to the driver.
+    pending: VecDeque<BytesMut>,
+    pending_bytes: usize,
+    /// Offset the next accepted batch gets.
+    next_offset: u64,
+    /// Position in the active segment after the last accepted batch.
+    tail_pos: u64,
+    /// Buffer list recycled from one write job to the next.
+    spare: Vec<BytesMut>,
+    report: OpenReport,
+}
+
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .at(&path)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(e) => Err(Error::io(&path, e.into())),
+    }
+}
+
+fn now_micros(now: SystemTime) -> i64 {
+    match now.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+    }
+}
+
+/// From the batch at `pos`, skips batches before `offset`, then takes whole batches up to
+/// `max_bytes` (always at least one).
+fn slice_batches(
+    data: &Bytes,
+    mut pos: usize,
+    offset: u64,
+    max_bytes: usize,
+) -> Result<Bytes, String> {
+    let header_at = |pos: usize| -> Result<BatchHeader, String> {
+        let h = BatchHeader::parse(&data[pos..]).map_err(|e| format!("batch at {pos}: {e}"))?;
+        if pos + h.length as usize > data.len() {
+            return Err(format!("batch at {pos} runs past the readable end"));
+        }
+        Ok(h)
+    };
+    loop {
+        if pos >= data.len() {
+            return Ok(Bytes::new());
+        }
+        let h = header_at(pos)?;
+        if h.next_offset() > offset {
+            break;
+        }
+        pos += h.length as usize;
+    }
+    let start = pos;
+    let mut end = pos;
+    while end < data.len() {
+        let len = header_at(end)?.length as usize;
+        if end > start && end + len - start > max_bytes {
+            break;
+        }
+        end += len;
+    }
+    Ok(data.slice(start..end))
+}
+
+impl Partition {
+    /// Opens (creating if needed) the partition stored in `dir`, recovering its tail.
+    pub fn open(dir: impl AsRef<Path>, config: PartitionConfig) -> Result<Self> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let lock = lock_dir(&dir)?;
+        let driver = Driver::open(config.io_backend).map_err(Error::UringUnavailable)?;
+
+        let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
+        let clean = marker.exists();
+        if clean {
+            // From here on a crash must not look like a clean shutdown.
+            std::fs::remove_file(&marker).at(&marker)?;
+            segment::sync_dir(&dir)?;
+        }
+
+        let mut logs = BTreeSet::new();
+        let mut indexes = Vec::new();
+        for entry in std::fs::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            let name = entry.file_name();
+            let Some((base, suffix)) = name.to_str().and_then(segment::parse_segment_name) else {
+                continue;
+            };
+            match suffix {
+                LOG_SUFFIX => {
+                    logs.insert(base);
+                }
+                INDEX_SUFFIX | TIME_INDEX_SUFFIX => indexes.push((base, entry.path())),
+                _ => {}
+            }
+        }
+        for (base, path) in indexes {
+            if !logs.contains(&base) {
+                // Left behind by an interrupted retention pass.
+                std::fs::remove_file(&path).at(&path)?;
+            }
+        }
+
+        let interval = config.index_interval_bytes;
+        let last = logs.last().copied();
+        let mut sealed = VecDeque::new();
+        for &base in logs.iter().filter(|&&b| Some(b) != last) {
+            sealed.push_back(SealedSegment::open(&dir, base, interval)?);
+        }
+        let (active, report) = match last {
+            Some(base) => {
+                let (active, rec) = ActiveSegment::open(
+                    &dir,
+                    base,
+                    config.segment_bytes,
+                    config.preallocate,
+                    interval,
+                    clean,
+                )?;
+                let report = OpenReport {
+                    clean_shutdown: clean,
+                    segments: logs.len(),
+                    active_valid_len: rec.valid_len,
+                    truncated_because: rec.damage,
+                    rebuilt_active_index: rec.rebuilt,
+                };
+                (active, report)
+            }
+            None => {
+                let active = ActiveSegment::create(
+                    &dir,
+                    0,
+                    config.segment_bytes,
+                    config.preallocate,
+                    interval,
+                )?;
+                segment::sync_dir(&dir)?;
+                let report = OpenReport {
+                    clean_shutdown: clean,
+                    segments: 1,
+                    active_valid_len: 0,
+                    truncated_because: None,
+                    rebuilt_active_index: false,
+                };
+                (active, report)
+            }
+        };
+        Ok(Partition {
+            next_offset: active.next_offset,
+            tail_pos: active.durable_len,
+            dir,
+            config,
+            _lock: lock,
+            driver,
+            sealed,
+            active,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            spare: Vec::with_capacity(MAX_IOVECS),
+            report,
+        })
+    }
+
+    /// What recovery found when the partition was opened.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The partition's configuration.
+    pub fn config(&self) -> &PartitionConfig {
+        &self.config
+    }
+
+    /// The write path in use (io_uring or the pwritev fallback).
+    pub fn backend(&self) -> ActiveBackend {
+        self.driver.backend()
+    }
+
+    /// Offset after the last durable (and readable) record.
+    pub fn high_watermark(&self) -> u64 {
+        self.active.next_offset
+    }
+
+    /// Offset the next accepted batch will get.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// First offset still retained.
+    pub fn log_start_offset(&self) -> u64 {
+        self.sealed
+            .front()
+            .map_or(self.active.base_offset, |s| s.base_offset)
+    }
+
+    /// Bytes accepted but not yet durable.
+    pub fn unflushed_bytes(&self) -> u64 {
+        self.tail_pos - self.active.durable_len
+    }
+
+    /// Durable bytes across all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.sealed.iter().map(SealedSegment::size).sum::<u64>() + self.active.durable_len
+    }
+
+    /// A summary of every segment, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let mut out: Vec<SegmentInfo> = self
+            .sealed
+            .iter()
+            .map(|s| SegmentInfo {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset,
+                size: s.size(),
+                max_timestamp: s.max_timestamp,
+                sealed: true,
+            })
+            .collect();
+        out.push(SegmentInfo {
+            base_offset: self.active.base_offset,
+            next_offset: self.active.next_offset,
+            size: self.active.durable_len,
+            max_timestamp: self.active.index.max_timestamp(),
+            sealed: false,
+        });
+        out
+    }
+
+    /// Queues an encoded batch, assigns its offsets and starts writing it if the disk is idle.
+    ///
+    /// The batch's CRC and header are checked; its base offset is overwritten in place.
+    /// It is durable (per the configured [`Durability`]) once the high watermark passes
+    /// `last_offset`. Waits for earlier writes only when `max_pending_bytes` is reached
+    /// or the active segment must roll.
+    pub fn submit(&mut self, mut batch: BytesMut) -> Result<Appended> {
+        let header = BatchHeader::parse_checked(&batch)?;
+        if batch.len() != header.length as usize {
+            return Err(
+                FormatError::InconsistentHeader("buffer holds bytes past the batch").into(),
+            );
+        }
+        if batch.len() > self.config.max_batch_bytes as usize {
+            return Err(FormatError::TooLarge {
+                size: batch.len(),
+                limit: self.config.max_batch_bytes as usize,
+            }
+            .into());
+        }
+        let len = batch.len() as u64;
+        let aged = self
+            .config
+            .segment_age
+            .is_some_and(|age| self.tail_pos > 0 && self.active.created.elapsed() >= age);
+        if self.tail_pos + len > self.active.capacity || aged {
+            self.roll()?;
+        }
+        while self.pending_bytes + batch.len() > self.config.max_pending_bytes {
+            self.drive(true)?;
+        }
+        let base = self.next_offset;
+        patch_base_offset(&mut batch, base);
+        self.next_offset = base + u64::from(header.record_count);
+        self.tail_pos += len;
+        self.pending_bytes += batch.len();
+        self.pending.push_back(batch);
+        self.kick()?;
+        Ok(Appended {
+            base_offset: base,
+            last_offset: base + u64::from(header.last_offset_delta),
+        })
+    }
+
+    /// Appends a batch and returns once the configured durability is met
+    /// (immediately for [`Durability::None`]).
+    pub fn append(&mut self, batch: BytesMut) -> Result<Appended> {
+        let appended = self.submit(batch)?;
+        if self.config.durability != Durability::None {
+            while self.high_watermark() <= appended.last_offset {
+                self.drive(true)?;
+            }
+        }
+        Ok(appended)
+    }
+
+    /// Reaps a finished write and starts the next one, without blocking.
+    ///
+    /// Returns the high watermark.
+    pub fn poll(&mut self) -> Result<u64> {
+        self.drive(false)?;
+        Ok(self.high_watermark())
+    }
+
+    /// Blocks until the write in flight (if any) finishes, then starts the next one.
+    ///
+    /// Returns the high watermark.
+    pub fn wait(&mut self) -> Result<u64> {
+        self.drive(true)?;
+        Ok(self.high_watermark())
+    }
+
+    /// Blocks until every accepted batch is durable; returns the high watermark.
+    pub fn flush(&mut self) -> Result<u64> {
+        while self.driver.busy() || !self.pending.is_empty() {
+            self.drive(true)?;
+        }
+        Ok(self.high_watermark())
+    }
+
+    /// Flushes, then fdatasyncs the active segment whatever the durability setting.
+    pub fn sync(&mut self) -> Result<u64> {
+        self.flush()?;
+        self.active.file.sync_data().at(&self.active.path)?;
+        Ok(self.high_watermark())
+    }
+
+    /// Seals the active segment and starts a new one (no-op when it is empty).
+    pub fn roll(&mut self) -> Result<()> {
+        self.flush()?;
+        if self.tail_pos == 0 {
+            return Ok(());
+        }
+        let new = ActiveSegment::create(
+            &self.dir,
+            self.next_offset,
+            self.config.segment_bytes,
+            self.config.preallocate,
+            self.config.index_interval_bytes,
+        )?;
+        segment::sync_dir(&self.dir)?;
+        let old = std::mem::replace(&mut self.active, new);
+        self.sealed.push_back(old.seal(&self.dir));
+        self.tail_pos = 0;
+        Ok(())
+    }
+
+    /// Flushes and syncs everything, writes the indexes and marks the shutdown clean.
+    pub fn close(mut self) -> Result<()> {
+        self.flush()?;
+        self.active.checkpoint(&self.dir)?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_MARKER);
+        File::create(&marker).at(&marker)?;
+        segment::sync_dir(&self.dir)
+    }
+
+    fn drive(&mut self, wait: bool) -> Result<()> {
+        let done = self
+            .driver
+            .complete(wait)
+            .map_err(|e| Error::io(&self.active.path, e))?;
+        if let Some(done) = done {
+            self.finish(done)?;
+        }
+        self.kick()
+    }
+
+    /// Hands queued batches to the driver when no write is in flight.
+    fn kick(&mut self) -> Result<()> {
+        if self.driver.busy() || self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut bufs = std::mem::take(&mut self.spare);
+        debug_assert!(bufs.is_empty());
+        while bufs.len() < MAX_IOVECS {
+            let Some(b) = self.pending.pop_front() else {
+                break;
+            };
+            self.pending_bytes -= b.len();
+            bufs.push(b);
+        }
+        let job = WriteJob {
+            file: self.active.file.clone(),
+            pos: self.active.durable_len,
+            bufs,
+            skip: 0,
+            sync: self.config.durability == Durability::Fsync,
+        };
+        self.driver.start(job).map_err(|e| self.rollback(e))
+    }
+
+    /// Applies a finished write: commits its batches, continues a short write, or fails.
+    fn finish(&mut self, done: WriteDone) -> Result<()> {
+        let WriteDone {
+            mut job,
+            written,
+            synced,
+        } = done;
+        let total = job.total_len();
+        let outcome = written.and_then(|n| {
+            if n == 0 && job.skip < total {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "write made no progress",
+                ));
+            }
+            job.skip += n;
+            match synced {
+                _ if job.skip < total => Ok(false),
+                Some(Err(e)) => Err(e),
+                _ => Ok(true),
+            }
+        });
+        match outcome {
+            Ok(false) => self.driver.start(job).map_err(|e| self.rollback(e)),
+            Ok(true) => {
+                let mut pos = job.pos;
+                for buf in job.bufs.drain(..) {
+                    let header = BatchHeader::parse(&buf).expect("validated when submitted");
+                    self.active.commit(pos, &header);
+                    pos += buf.len() as u64;
+                }
+                self.spare = job.bufs;
+                Ok(())
+            }
+            Err(e) => {
+                drop(job);
+                Err(self.rollback(e))
+            }
+        }
+    }
+
+    /// Drops every batch that is not durable and returns the error that caused it.
+    fn rollback(&mut self, e: std::io::Error) -> Error {
+        let lost = self.next_offset - self.active.next_offset;
+        tracing::warn!(
+            path = %self.active.path.display(),
+            error = %e,
+            dropped_records = lost,
+            "write failed; dropping appends that were not durable"
+        );
+        self.pending.clear();
+        self.pending_bytes = 0;
+        self.next_offset = self.active.next_offset;
+        self.tail_pos = self.active.durable_len;
+        Error::io(&self.active.path, e)
+    }
+
+    /// Reads whole batches from the one holding `offset`, up to `max_bytes` (at least one batch).
+    ///
+    /// Returns no bytes at the high watermark; offsets outside
+    /// `[log_start_offset, high_watermark]` are an error.
+    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<Fetch> {
+        let high_watermark = self.high_watermark();
+        let log_start_offset = self.log_start_offset();
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(Error::OffsetOutOfRange {
+                requested: offset,
+                log_start: log_start_offset,
+                high_watermark,
+            });
+        }
+        let mut fetch = Fetch {
+            bytes: Bytes::new(),
+            high_watermark,
+            log_start_offset,
+        };
+        if offset == high_watermark {
+            return Ok(fetch);
+        }
+        let i = self.sealed.partition_point(|s| s.next_offset <= offset);
+        let (data, offsets, base, path) = match self.sealed.get(i) {
+            Some(s) => (s.data()?, &s.offsets[..], s.base_offset, s.base_offset),
+            None => (
+                self.active.readable(),
+                self.active.index.offsets(),
+                self.active.base_offset,
+                self.active.base_offset,
+            ),
+        };
+        // An offset in a gap between segments is served from the next segment's start.
+        let offset = offset.max(base);
+        let rel = u32::try_from(offset - base).unwrap_or(u32::MAX);
+        let pos = index::lookup_position(offsets, rel) as usize;
+        fetch.bytes =
+            slice_batches(&data, pos, offset, max_bytes).map_err(|reason| Error::Corrupt {
+                path: segment::segment_path(&self.dir, path, LOG_SUFFIX),
+                reason,
+            })?;
+        Ok(fetch)
+    }
+
+    /// Offset of the first record whose timestamp is at or after `timestamp` (µs), if any.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<u64>> {
+        let mut scratch = Vec::new();
+        let active = (
+            self.active.base_offset,
+            self.active.index.max_timestamp(),
+            self.active.index.offsets(),
+            self.active.index.times(),
+        );
+        let sealed = self
+            .sealed
+            .iter()
+            .map(|s| (s.base_offset, s.max_timestamp, &s.offsets[..], &s.times[..]));
+        for (i, (base, max_ts, offsets, times)) in sealed.chain(std::iter::once(active)).enumerate()
+        {
+            if max_ts.is_none_or(|m| m < timestamp) {
+                continue;
+            }
+            let data = match self.sealed.get(i) {
+                Some(s) => s.data()?,
+                None => self.active.readable(),
+            };
+            let rel = index::lookup_time(times, timestamp);
+            let mut pos = index::lookup_position(offsets, rel) as usize;
+            let corrupt = |reason: String| Error::Corrupt {
+                path: segment::segment_path(&self.dir, base, LOG_SUFFIX),
+                reason,
+            };
+            while pos < data.len() {
+                let view = BatchView::parse(&data[pos..])
+                    .map_err(|e| corrupt(format!("batch at {pos}: {e}")))?;
+                let h = *view.header();
+                if h.max_timestamp >= timestamp {
+                    for record in view.records(&mut scratch)? {
+                        let record = record?;
+                        if record.timestamp >= timestamp {
+                            return Ok(Some(record.offset));
+                        }
+                    }
+                }
+                pos += h.length as usize;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes the oldest sealed segments that the retention settings no longer keep.
+    pub fn apply_retention(&mut self, now: SystemTime) -> Result<RetentionReport> {
+        let policy = RetentionPolicy {
+            max_bytes: self.config.retention_bytes,
+            max_age: self.config.retention_age,
+        };
+        let stats: Vec<SegmentStat> = self
+            .sealed
+            .iter()
+            .map(|s| SegmentStat {
+                size: s.size(),
+                max_timestamp: s.max_timestamp,
+            })
+            .collect();
+        let n = segments_to_delete(&stats, self.active.durable_len, &policy, now_micros(now));
+        let mut report = RetentionReport::default();
+        for _ in 0..n {
+            let seg = self.sealed.front().expect("n <= sealed.len()");
+            seg.remove(&self.dir)?;
+            report.segments_deleted += 1;
+            report.bytes_deleted += seg.size();
+            self.sealed.pop_front();
+        }
+        if n > 0 {
+            segment::sync_dir(&self.dir)?;
+        }
+        report.log_start_offset = self.log_start_offset();
+        Ok(report)
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        // Best effort: write what was accepted. No clean-shutdown marker is left, so the
+        // next open scans the active segment in full.
+        if let Err(e) = self.flush() {
+            tracing::warn!(path = %self.dir.display(), error = %e, "flush on drop failed");
+        }
+    }
+}

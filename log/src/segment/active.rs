@@ -1,0 +1,194 @@
+//! The active segment: the one file a partition appends to.
+
+use super::{
+    INDEX_SUFFIX, LOG_SUFFIX, LocalSegment, Recovered, SealedSegment, TIME_INDEX_SUFFIX, map_file,
+    read_index, recover, reserve, segment_path, write_indexes,
+};
+use crate::error::{Error, IoContext, Result};
+use crate::format::BatchHeader;
+use crate::index::IndexBuilder;
+use bytes::Bytes;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The segment being appended to, mapped read-only over its whole preallocated length.
+#[derive(Debug)]
+pub(crate) struct ActiveSegment {
+    pub base_offset: u64,
+    pub path: PathBuf,
+    pub file: Arc<File>,
+    /// Mapping of `capacity` bytes; only `..durable_len` is ever sliced.
+    map: Bytes,
+    pub capacity: u64,
+    /// End of the bytes that are written (and synced, when durability asks).
+    pub durable_len: u64,
+    /// Offset after the last durable batch.
+    pub next_offset: u64,
+    pub index: IndexBuilder,
+    pub created: Instant,
+}
+
+impl ActiveSegment {
+    /// Creates a new, empty segment starting at `base`, reserving `capacity` bytes.
+    pub fn create(
+        dir: &Path,
+        base: u64,
+        capacity: u64,
+        preallocate: bool,
+        interval: u32,
+    ) -> Result<Self> {
+        let path = segment_path(dir, base, LOG_SUFFIX);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .at(&path)?;
+        if let Err(e) = reserve(&file, capacity, preallocate, true) {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::io(&path, e));
+        }
+        let map = map_file(&file, capacity, &path)?;
+        Ok(ActiveSegment {
+            base_offset: base,
+            path,
+            file: Arc::new(file),
+            map,
+            capacity,
+            durable_len: 0,
+            next_offset: base,
+            index: IndexBuilder::new(base, interval),
+            created: Instant::now(),
+        })
+    }
+
+    /// Opens the last segment of a partition, truncating any torn or corrupt tail.
+    ///
+    /// After a clean shutdown the scan starts at the last index entry; otherwise the
+    /// whole segment is scanned and its indexes rebuilt.
+    pub fn open(
+        dir: &Path,
+        base: u64,
+        min_capacity: u64,
+        preallocate: bool,
+        interval: u32,
+        clean: bool,
+    ) -> Result<(Self, Recovered)> {
+        let path = segment_path(dir, base, LOG_SUFFIX);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .at(&path)?;
+        let file_len = file.metadata().at(&path)?.len();
+        let (offsets, times) = if clean {
+            (
+                read_index(&segment_path(dir, base, INDEX_SUFFIX))?,
+                read_index(&segment_path(dir, base, TIME_INDEX_SUFFIX))?,
+            )
+        } else {
+            (None, None)
+        };
+        let rec = {
+            let data = map_file(&file, file_len, &path)?;
+            recover(
+                &data,
+                base,
+                offsets.as_deref(),
+                times.as_deref(),
+                interval,
+                !clean,
+            )
+        };
+        if rec.valid_len > crate::config::MAX_SEGMENT_BYTES {
+            return Err(Error::Corrupt {
+                path,
+                reason: format!("{} valid bytes exceed the segment limit", rec.valid_len),
+            });
+        }
+        let capacity = min_capacity.max(rec.valid_len);
+        if rec.damage.is_some() || file_len != capacity {
+            if let Some(stop) = &rec.damage {
+                tracing::warn!(
+                    path = %path.display(),
+                    valid_len = rec.valid_len,
+                    file_len,
+                    reason = ?stop,
+                    "truncating torn or corrupt tail of the active segment"
+                );
+            }
+            // Cut the tail, then re-reserve: the kernel zero-fills the re-extended range.
+            file.set_len(rec.valid_len).at(&path)?;
+            reserve(&file, capacity, preallocate, false).map_err(|e| Error::io(&path, e))?;
+            file.sync_all().at(&path)?;
+        }
+        let map = map_file(&file, capacity, &path)?;
+        let seg = ActiveSegment {
+            base_offset: base,
+            path,
+            file: Arc::new(file),
+            map,
+            capacity,
+            durable_len: rec.valid_len,
+            next_offset: rec.next_offset,
+            index: rec.index.clone(),
+            created: Instant::now(),
+        };
+        Ok((seg, rec))
+    }
+
+    /// The durable bytes, zero-copy.
+    pub fn readable(&self) -> Bytes {
+        self.map.slice(..self.durable_len as usize)
+    }
+
+    /// Records that the batch `header` at `pos` is now durable.
+    pub fn commit(&mut self, pos: u64, header: &BatchHeader) {
+        debug_assert_eq!(pos, self.durable_len, "batches become durable in order");
+        debug_assert_eq!(
+            header.base_offset, self.next_offset,
+            "offsets are contiguous"
+        );
+        self.index.observe(pos as u32, header);
+        self.durable_len = pos + u64::from(header.length);
+        self.next_offset = header.next_offset();
+    }
+
+    /// Writes the indexes for a clean shutdown, leaving the segment active.
+    pub fn checkpoint(&self, dir: &Path) -> Result<()> {
+        self.file.sync_data().at(&self.path)?;
+        write_indexes(dir, self.base_offset, &self.index)
+    }
+
+    /// Turns the segment into a sealed one: trims the reservation, syncs, writes indexes.
+    ///
+    /// Failures here cost only disk space or a later index rebuild, so they are logged.
+    pub fn seal(mut self, dir: &Path) -> SealedSegment {
+        if let Err(e) = self
+            .file
+            .set_len(self.durable_len)
+            .and_then(|()| self.file.sync_all())
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not trim sealed segment");
+        }
+        self.index.seal();
+        if let Err(e) = write_indexes(dir, self.base_offset, &self.index) {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not write segment indexes");
+        }
+        let max_timestamp = self.index.max_timestamp();
+        let (offsets, times) = self.index.into_parts();
+        let data = self.map.slice(..self.durable_len as usize);
+        SealedSegment {
+            base_offset: self.base_offset,
+            next_offset: self.next_offset,
+            max_timestamp,
+            offsets: Bytes::from(offsets),
+            times: Bytes::from(times),
+            store: Box::new(LocalSegment::new(self.path, data)),
+        }
+    }
+}

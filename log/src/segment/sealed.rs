@@ -1,0 +1,93 @@
+//! Sealed segments: immutable, indexed, read through a [`SegmentStore`].
+
+use super::{
+    INDEX_SUFFIX, LOG_SUFFIX, LocalSegment, SegmentStore, TIME_INDEX_SUFFIX, map_file, read_index,
+    recover, segment_path, write_indexes,
+};
+use crate::error::{IoContext, Result};
+use bytes::Bytes;
+use std::fs::File;
+use std::path::Path;
+
+/// A segment that no longer receives appends.
+#[derive(Debug)]
+pub(crate) struct SealedSegment {
+    pub base_offset: u64,
+    pub next_offset: u64,
+    pub max_timestamp: Option<i64>,
+    pub offsets: Bytes,
+    pub times: Bytes,
+    pub store: Box<dyn SegmentStore>,
+}
+
+impl SealedSegment {
+    /// Opens a sealed segment file, validating its tail and (re)building damaged indexes.
+    ///
+    /// A damaged tail is not served; the bytes are left on disk untouched.
+    pub fn open(dir: &Path, base: u64, interval: u32) -> Result<Self> {
+        let path = segment_path(dir, base, LOG_SUFFIX);
+        let file = File::open(&path).at(&path)?;
+        let len = file.metadata().at(&path)?.len();
+        let data = map_file(&file, len, &path)?;
+        let offsets = read_index(&segment_path(dir, base, INDEX_SUFFIX))?;
+        let times = read_index(&segment_path(dir, base, TIME_INDEX_SUFFIX))?;
+        let mut rec = recover(
+            &data,
+            base,
+            offsets.as_deref(),
+            times.as_deref(),
+            interval,
+            false,
+        );
+        rec.index.seal();
+        if let Some(stop) = &rec.damage {
+            tracing::warn!(
+                path = %path.display(),
+                valid_len = rec.valid_len,
+                reason = ?stop,
+                "sealed segment is damaged; serving only its valid prefix"
+            );
+        }
+        if rec.rebuilt
+            && let Err(e) = write_indexes(dir, base, &rec.index)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not rewrite rebuilt index");
+        }
+        let max_timestamp = rec.index.max_timestamp();
+        let (offsets, times) = rec.index.into_parts();
+        Ok(SealedSegment {
+            base_offset: base,
+            next_offset: rec.next_offset,
+            max_timestamp,
+            offsets: Bytes::from(offsets),
+            times: Bytes::from(times),
+            store: Box::new(LocalSegment::new(
+                path,
+                data.slice(..rec.valid_len as usize),
+            )),
+        })
+    }
+
+    /// Size of the valid bytes.
+    pub fn size(&self) -> u64 {
+        self.store.len()
+    }
+
+    /// The segment's bytes.
+    pub fn data(&self) -> Result<Bytes> {
+        self.store.read(0, self.store.len() as usize)
+    }
+
+    /// Deletes the segment's data and index files.
+    pub fn remove(&self, dir: &Path) -> Result<()> {
+        self.store.remove()?;
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let p = segment_path(dir, self.base_offset, suffix);
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                r => r.at(&p)?,
+            }
+        }
+        Ok(())
+    }
+}
