@@ -122,21 +122,6 @@ pub(crate) fn write_indexes(dir: &Path, base: u64, index: &IndexBuilder) -> Resu
     std::fs::write(&p, index.times()).at(&p)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_round_trip() {
-        let p = segment_path(Path::new("/d"), 42, LOG_SUFFIX);
-        assert_eq!(p, Path::new("/d/00000000000000000042.log"));
-        let name = p.file_name().unwrap().to_str().unwrap();
-        assert_eq!(parse_segment_name(name), Some((42, "log")));
-        assert_eq!(parse_segment_name("0042.log"), None);
-        assert_eq!(parse_segment_name("0000000000000000004x.log"), None);
-    }
-}
-
 /// Maps the first `len` bytes of `file` read-only as `Bytes` (empty for `len == 0`).
 pub(crate) fn map_file(file: &File, len: u64, path: &Path) -> Result<bytes::Bytes> {
     if len == 0 {
@@ -174,4 +159,19 @@ pub(crate) fn reserve(
         }
     }
     file.set_len(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let p = segment_path(Path::new("/d"), 42, LOG_SUFFIX);
+        assert_eq!(p, Path::new("/d/00000000000000000042.log"));
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert_eq!(parse_segment_name(name), Some((42, "log")));
+        assert_eq!(parse_segment_name("0042.log"), None);
+        assert_eq!(parse_segment_name("0000000000000000004x.log"), None);
+    }
 }
