@@ -151,10 +151,10 @@ impl BatchHeader {
         }
         if self
             .base_offset
-            .checked_add(u64::from(self.last_offset_delta))
+            .checked_add(u64::from(self.last_offset_delta) + 1)
             .is_none()
         {
-            return Err(FormatError::InconsistentHeader("last offset overflows u64"));
+            return Err(FormatError::InconsistentHeader("next offset overflows u64"));
         }
         Ok(())
     }
