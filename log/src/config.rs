@@ -11,7 +11,8 @@ pub const MIN_SEGMENT_BYTES: u64 = 1024 * 1024;
 pub const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
 
 /// When an append counts as complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// Complete as soon as it is queued; a crash may lose it.
     None,

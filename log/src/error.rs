@@ -113,6 +113,43 @@ pub enum Error {
         /// The partition directory.
         path: PathBuf,
     },
+    /// No topic has this name.
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    /// The topic exists but has no such partition.
+    #[error("topic {topic:?} has no partition {partition}")]
+    UnknownPartition {
+        /// Topic name.
+        topic: String,
+        /// Partition asked for.
+        partition: u32,
+    },
+    /// A topic with this name already exists.
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    /// A topic name is empty, too long or has characters outside `[A-Za-z0-9._-]`.
+    #[error("invalid topic name {0:?}: use 1-249 characters from [A-Za-z0-9._-]")]
+    InvalidTopicName(String),
+    /// A conditional append found another next offset than the one expected.
+    #[error("conditional append expected next offset {expected}, partition is at {actual}")]
+    Conflict {
+        /// Offset the caller expected.
+        expected: u64,
+        /// The partition's actual next offset.
+        actual: u64,
+    },
+    /// A shard's bounded queue is full: retry later.
+    #[error("shard {shard} is overloaded: its request queue is full")]
+    Overloaded {
+        /// Index of the shard.
+        shard: usize,
+    },
+    /// The engine is shutting down or a shard has stopped.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    /// An append failed because an earlier write in the same group commit failed.
+    #[error("append failed: {0}")]
+    AppendFailed(String),
     /// A file in the partition directory is damaged beyond what recovery repairs.
     #[error("corrupt file {path}: {reason}")]
     Corrupt {

@@ -33,6 +33,7 @@
 //! ```
 
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod format;
 pub mod index;
@@ -43,6 +44,7 @@ pub mod retention;
 pub mod segment;
 
 pub use config::{Durability, PartitionConfig};
+pub use engine::{Engine, EngineConfig, OffsetQuery, Partitioning, Pending, TopicConfig};
 pub use error::{Error, FormatError, Result};
 pub use io::{ActiveBackend, IoBackend};
 pub use partition::{Appended, Fetch, OpenReport, Partition, RetentionReport, SegmentInfo};

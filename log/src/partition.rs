@@ -13,6 +13,7 @@ use crate::segment::{
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::{File, OpenOptions};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -292,6 +293,22 @@ impl Partition {
     /// The write path in use (io_uring or the pwritev fallback).
     pub fn backend(&self) -> ActiveBackend {
         self.driver.backend()
+    }
+
+    /// Has write completions signal the eventfd `fd`, so an event loop can sleep on it.
+    ///
+    /// Returns false on the fallback write path, whose writes finish inside
+    /// [`submit`](Self::submit) and [`poll`](Self::poll): there, poll again until
+    /// [`is_writing`](Self::is_writing) is false instead of sleeping.
+    pub fn register_completion_eventfd(&self, fd: BorrowedFd<'_>) -> Result<bool> {
+        self.driver
+            .register_eventfd(fd.as_raw_fd())
+            .map_err(|e| Error::io(&self.dir, e))
+    }
+
+    /// True while a write is in flight or batches wait to be written.
+    pub fn is_writing(&self) -> bool {
+        self.driver.busy() || !self.pending.is_empty()
     }
 
     /// Offset after the last durable (and readable) record.

@@ -4,7 +4,8 @@ use super::MAX_UNCOMPRESSED_LEN;
 use crate::error::FormatError;
 
 /// Codec applied to a batch's records section (the header is never compressed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// Records stored as is.
     #[default]

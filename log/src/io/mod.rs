@@ -137,6 +137,15 @@ impl Driver {
         }
     }
 
+    /// Has completions signal the eventfd `fd`; returns false for the fallback, whose
+    /// jobs complete before `start` returns and so need no wake-up.
+    pub fn register_eventfd(&self, fd: std::os::fd::RawFd) -> io::Result<bool> {
+        match self {
+            Driver::Uring(d) => d.register_eventfd(fd).map(|()| true),
+            Driver::Fallback(_) => Ok(false),
+        }
+    }
+
     /// Starts `job`; at most one job is in flight.
     pub fn start(&mut self, job: WriteJob) -> io::Result<()> {
         debug_assert!(!self.busy(), "one write in flight at a time");

@@ -66,6 +66,11 @@ impl UringDriver {
         self.inflight.is_some()
     }
 
+    /// Has the kernel signal `fd` (an eventfd) whenever a completion is posted.
+    pub fn register_eventfd(&self, fd: std::os::fd::RawFd) -> io::Result<()> {
+        self.ring.submitter().register_eventfd(fd)
+    }
+
     pub fn start(&mut self, job: WriteJob) -> io::Result<()> {
         job.fill_iovecs(&mut self.iov);
         let fd = types::Fd(job.file.as_raw_fd());

@@ -1,0 +1,540 @@
+//! The thread-per-core engine: topics of partitions spread over shards, one thread each.
+//!
+//! Each shard thread exclusively owns its partitions (files, io_uring rings, in-memory
+//! state); other threads reach it only through its bounded lock-free inbox. The topic
+//! catalog is written by one control-plane writer at a time and read lock-free
+//! (`arc-swap`). See `docs/ARCHITECTURE.md`.
+
+mod catalog;
+mod partitioner;
+mod shard;
+mod topic;
+mod wake;
+
+pub use catalog::{CATALOG_FILE, Catalog, CatalogStore, TopicMeta};
+pub use partitioner::{Partitioning, partition_for_key};
+pub use shard::{OffsetQuery, PartitionId, PartitionState, ShardCore, Turn};
+pub use topic::{MAX_TOPIC_NAME_LEN, TopicConfig, validate_topic_name};
+pub use wake::Waker;
+
+use crate::config::PartitionConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::partition::{Appended, Fetch};
+use arc_swap::ArcSwap;
+use bytes::BytesMut;
+use crossbeam_queue::ArrayQueue;
+use shard::Command;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::oneshot;
+
+/// Folder under the data directory that holds one folder per topic id.
+pub const TOPICS_DIR: &str = "topics";
+
+/// Settings of an engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Root directory: the catalog and every partition live under it.
+    pub data_dir: PathBuf,
+    /// Number of shards (threads); 0 means one per available core.
+    pub shards: usize,
+    /// Pin shard `i` to core `i` (modulo the core count).
+    pub pin_threads: bool,
+    /// Capacity of each shard's inbox; a full inbox rejects requests with `Overloaded`.
+    pub inbox_capacity: usize,
+    /// Most fetches a shard keeps parked waiting for data.
+    pub max_parked_fetches: usize,
+    /// Partition settings that topic configs do not override (index interval, I/O path…).
+    pub partition_defaults: PartitionConfig,
+}
+
+impl EngineConfig {
+    /// Defaults for an engine rooted at `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            shards: 0,
+            pin_threads: true,
+            inbox_capacity: 4096,
+            max_parked_fetches: 10_000,
+            partition_defaults: PartitionConfig::default(),
+        }
+    }
+}
+
+/// The result of a request sent to a shard: `.await` it, or [`wait`](Self::wait) for it.
+#[derive(Debug)]
+#[must_use = "a request's outcome is only known by awaiting or waiting for it"]
+pub struct Pending<T>(oneshot::Receiver<Result<T>>);
+
+impl<T> Pending<T> {
+    /// Blocks the current thread until the shard answers (not for use inside async code).
+    pub fn wait(self) -> Result<T> {
+        self.0.blocking_recv().unwrap_or(Err(Error::ShuttingDown))
+    }
+}
+
+impl<T> Future for Pending<T> {
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(Error::ShuttingDown)))
+    }
+}
+
+/// A shard as seen from other threads.
+#[derive(Debug)]
+struct ShardHandle {
+    inbox: Arc<ArrayQueue<Command>>,
+    waker: Arc<Waker>,
+}
+
+impl ShardHandle {
+    fn send(&self, index: usize, cmd: Command) -> Result<()> {
+        match self.inbox.push(cmd) {
+            Ok(()) => {
+                self.waker.wake();
+                Ok(())
+            }
+            Err(cmd) => {
+                shard::refuse_silently(cmd);
+                Err(Error::Overloaded { shard: index })
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: EngineConfig,
+    catalog: ArcSwap<catalog::Catalog>,
+    /// Serialises control-plane changes (never taken on the data path).
+    control: Mutex<CatalogStore>,
+    shards: Vec<ShardHandle>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    round_robin: AtomicU32,
+}
+
+/// An embeddable, thread-per-core log engine. Cheap to clone; all clones share it.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+fn partition_dir(data_dir: &Path, topic_id: u64, partition: u32) -> PathBuf {
+    data_dir
+        .join(TOPICS_DIR)
+        .join(topic_id.to_string())
+        .join(partition.to_string())
+}
+
+impl Engine {
+    /// Opens the engine in `config.data_dir`: loads the catalog, starts the shards and
+    /// opens (recovering) every partition.
+    pub fn open(mut config: EngineConfig) -> Result<Self> {
+        config.partition_defaults.validate()?;
+        if config.inbox_capacity == 0 {
+            return Err(Error::InvalidConfig(
+                "inbox_capacity must be at least 1".into(),
+            ));
+        }
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        if config.shards == 0 {
+            config.shards = cores.len().max(1);
+        }
+        let topics_dir = config.data_dir.join(TOPICS_DIR);
+        std::fs::create_dir_all(&topics_dir).at(&topics_dir)?;
+        let store = CatalogStore::new(&config.data_dir);
+        let catalog = store.load()?;
+        remove_orphan_topic_dirs(&topics_dir, &catalog)?;
+
+        let mut shards = Vec::with_capacity(config.shards);
+        let mut threads = Vec::with_capacity(config.shards);
+        for index in 0..config.shards {
+            let waker = Arc::new(Waker::new().map_err(|e| Error::io(&config.data_dir, e))?);
+            let inbox = Arc::new(ArrayQueue::new(config.inbox_capacity));
+            let core = ShardCore::new(
+                index,
+                waker.clone(),
+                inbox.clone(),
+                config.max_parked_fetches,
+            );
+            let pin = config
+                .pin_threads
+                .then(|| cores.get(index % cores.len().max(1)).copied())
+                .flatten();
+            let thread = std::thread::Builder::new()
+                .name(format!("strata-shard-{index}"))
+                .spawn(move || {
+                    if let Some(core_id) = pin {
+                        core_affinity::set_for_current(core_id);
+                    }
+                    shard::run(core);
+                })
+                .map_err(|e| Error::io(&config.data_dir, e))?;
+            shards.push(ShardHandle { inbox, waker });
+            threads.push(thread);
+        }
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                config,
+                catalog: ArcSwap::from_pointee(catalog.clone()),
+                control: Mutex::new(store),
+                shards,
+                threads: Mutex::new(threads),
+                round_robin: AtomicU32::new(0),
+            }),
+        };
+        let mut opens = Vec::new();
+        for topic in catalog.topics.values() {
+            for p in 0..topic.config.partitions {
+                opens.push(engine.open_partition(topic, p)?);
+            }
+        }
+        for pending in opens {
+            pending.wait()?;
+        }
+        Ok(engine)
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// The shard that owns partition `partition` of the topic with id `topic_id`.
+    pub fn shard_for(&self, topic_id: u64, partition: u32) -> usize {
+        ((topic_id as usize).wrapping_add(partition as usize)) % self.inner.shards.len()
+    }
+
+    fn request<T>(
+        &self,
+        shard: usize,
+        build: impl FnOnce(shard::Reply<T>) -> Command,
+    ) -> Result<Pending<T>> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.shards[shard].send(shard, build(tx))?;
+        Ok(Pending(rx))
+    }
+
+    fn open_partition(&self, topic: &TopicMeta, partition: u32) -> Result<Pending<()>> {
+        let id = PartitionId {
+            topic_id: topic.id,
+            partition,
+        };
+        let dir = partition_dir(&self.inner.config.data_dir, topic.id, partition);
+        let config = topic
+            .config
+            .partition_config(&self.inner.config.partition_defaults);
+        self.request(self.shard_for(topic.id, partition), |reply| Command::Open {
+            id,
+            dir,
+            config,
+            reply,
+        })
+    }
+
+    fn remove_partition(&self, topic: &TopicMeta, partition: u32) -> Result<Pending<()>> {
+        let id = PartitionId {
+            topic_id: topic.id,
+            partition,
+        };
+        let dir = partition_dir(&self.inner.config.data_dir, topic.id, partition);
+        self.request(self.shard_for(topic.id, partition), |reply| {
+            Command::Remove { id, dir, reply }
+        })
+    }
+
+    /// Creates a topic; durable once this returns.
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<TopicMeta>> {
+        validate_topic_name(name)?;
+        config.validate(&self.inner.config.partition_defaults)?;
+        let store = self.inner.control.lock().unwrap_or_else(|e| e.into_inner());
+        let mut catalog = catalog::Catalog::clone(&self.inner.catalog.load());
+        if catalog.topics.contains_key(name) {
+            return Err(Error::TopicExists(name.to_owned()));
+        }
+        let meta = Arc::new(TopicMeta {
+            id: catalog.next_topic_id,
+            name: name.to_owned(),
+            config,
+        });
+        catalog.next_topic_id += 1;
+        // Partitions first: a crash before the catalog commit leaves orphan folders,
+        // which the next open removes, so the topic either exists whole or not at all.
+        let mut opened = 0;
+        let mut result = Ok(());
+        for p in 0..meta.config.partitions {
+            match self.open_partition(&meta, p).and_then(Pending::wait) {
+                Ok(()) => opened += 1,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        catalog.topics.insert(name.to_owned(), meta.clone());
+        let result = result.and_then(|()| store.commit(&catalog));
+        if let Err(e) = result {
+            for p in 0..opened {
+                if let Ok(pending) = self.remove_partition(&meta, p) {
+                    let _ = pending.wait();
+                }
+            }
+            return Err(e);
+        }
+        self.inner.catalog.store(Arc::new(catalog));
+        Ok(meta)
+    }
+
+    /// Deletes a topic and its data; the deletion is durable once this returns.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let store = self.inner.control.lock().unwrap_or_else(|e| e.into_inner());
+        let mut catalog = catalog::Catalog::clone(&self.inner.catalog.load());
+        let meta = catalog
+            .topics
+            .remove(name)
+            .ok_or_else(|| Error::UnknownTopic(name.to_owned()))?;
+        // Catalog first: a crash after it leaves orphan folders that the next open removes.
+        store.commit(&catalog)?;
+        self.inner.catalog.store(Arc::new(catalog));
+        let mut first_error = None;
+        for p in 0..meta.config.partitions {
+            if let Err(e) = self.remove_partition(&meta, p).and_then(Pending::wait) {
+                first_error.get_or_insert(e);
+            }
+        }
+        let dir = self
+            .inner
+            .config
+            .data_dir
+            .join(TOPICS_DIR)
+            .join(meta.id.to_string());
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            first_error.get_or_insert(Error::io(&dir, e));
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Every topic, by name.
+    pub fn topics(&self) -> Vec<Arc<TopicMeta>> {
+        self.inner.catalog.load().topics.values().cloned().collect()
+    }
+
+    /// One topic's metadata.
+    pub fn topic(&self, name: &str) -> Result<Arc<TopicMeta>> {
+        self.inner
+            .catalog
+            .load()
+            .topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic(name.to_owned()))
+    }
+
+    /// Offsets and sizes of every partition of a topic.
+    pub fn describe_topic(&self, name: &str) -> Result<Vec<PartitionState>> {
+        let topic = self.topic(name)?;
+        let pending: Vec<_> = (0..topic.config.partitions)
+            .map(|p| {
+                let id = PartitionId {
+                    topic_id: topic.id,
+                    partition: p,
+                };
+                self.request(self.shard_for(topic.id, p), |reply| Command::State {
+                    id,
+                    reply,
+                })
+            })
+            .collect::<Result<_>>()?;
+        pending.into_iter().map(Pending::wait).collect()
+    }
+
+    fn partition_id(&self, topic: &str, partition: u32) -> Result<(PartitionId, usize)> {
+        let meta = self.topic(topic)?;
+        if partition >= meta.config.partitions {
+            return Err(Error::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+            });
+        }
+        Ok((
+            PartitionId {
+                topic_id: meta.id,
+                partition,
+            },
+            self.shard_for(meta.id, partition),
+        ))
+    }
+
+    /// Picks the partition a record goes to.
+    pub fn partition_for(&self, topic: &str, how: Partitioning<'_>) -> Result<u32> {
+        let n = self.topic(topic)?.config.partitions;
+        match how {
+            Partitioning::Explicit(p) if p < n => Ok(p),
+            Partitioning::Explicit(p) => Err(Error::UnknownPartition {
+                topic: topic.to_owned(),
+                partition: p,
+            }),
+            Partitioning::Key(key) => Ok(partition_for_key(key, n)),
+            Partitioning::RoundRobin => {
+                Ok(self.inner.round_robin.fetch_add(1, Ordering::Relaxed) % n)
+            }
+        }
+    }
+
+    /// Appends an encoded batch to a partition; resolves with its offsets once durable.
+    pub fn produce(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: BytesMut,
+    ) -> Result<Pending<Appended>> {
+        self.produce_inner(topic, partition, batch, None)
+    }
+
+    /// Appends only if the partition's next offset is `expected_offset`; otherwise the
+    /// request fails with [`Error::Conflict`] carrying the actual offset.
+    pub fn produce_if(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: BytesMut,
+        expected_offset: u64,
+    ) -> Result<Pending<Appended>> {
+        self.produce_inner(topic, partition, batch, Some(expected_offset))
+    }
+
+    fn produce_inner(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: BytesMut,
+        expected_offset: Option<u64>,
+    ) -> Result<Pending<Appended>> {
+        let (id, shard) = self.partition_id(topic, partition)?;
+        self.request(shard, |reply| Command::Produce {
+            id,
+            batch,
+            expected_offset,
+            reply,
+        })
+    }
+
+    /// Reads whole batches from `offset`, up to `max_bytes` (at least one batch).
+    ///
+    /// With `wait`, a fetch at the high watermark waits up to that long for new data and
+    /// resolves as soon as it is durable (or empty at the deadline).
+    pub fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+        wait: Option<Duration>,
+    ) -> Result<Pending<Fetch>> {
+        let (id, shard) = self.partition_id(topic, partition)?;
+        let wait_until = wait.map(|w| Instant::now() + w);
+        self.request(shard, |reply| Command::Fetch {
+            id,
+            offset,
+            max_bytes,
+            wait_until,
+            reply,
+        })
+    }
+
+    /// Looks up the earliest or latest offset, or the first at or after a timestamp.
+    pub fn offset_for(
+        &self,
+        topic: &str,
+        partition: u32,
+        query: OffsetQuery,
+    ) -> Result<Pending<Option<u64>>> {
+        let (id, shard) = self.partition_id(topic, partition)?;
+        self.request(shard, |reply| Command::Offset { id, query, reply })
+    }
+
+    /// Applies every partition's retention settings as of `now`; returns segments deleted.
+    pub fn apply_retention(&self, now: SystemTime) -> Result<usize> {
+        let pending: Vec<_> = (0..self.inner.shards.len())
+            .map(|s| self.request(s, |reply| Command::Retention { now, reply }))
+            .collect::<Result<_>>()?;
+        pending.into_iter().map(Pending::wait).sum()
+    }
+
+    /// Flushes and closes every partition and stops the shard threads.
+    ///
+    /// Requests sent afterwards fail with [`Error::ShuttingDown`].
+    pub fn shutdown(&self) -> Result<()> {
+        self.inner.shutdown()
+    }
+}
+
+impl Inner {
+    fn shutdown(&self) -> Result<()> {
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        if threads.is_empty() {
+            return Ok(());
+        }
+        let mut first_error = None;
+        for (index, shard) in self.shards.iter().enumerate() {
+            let (tx, rx) = oneshot::channel();
+            let mut cmd = Command::Shutdown { reply: tx };
+            // Shutdown must get through: wait for room rather than give up.
+            loop {
+                match shard.inbox.push(cmd) {
+                    Ok(()) => break,
+                    Err(back) => {
+                        cmd = back;
+                        shard.waker.wake();
+                        std::thread::yield_now();
+                    }
+                }
+            }
+            shard.waker.wake();
+            if let Err(e) = rx.blocking_recv().unwrap_or(Err(Error::ShuttingDown)) {
+                tracing::warn!(shard = index, error = %e, "shard shutdown reported an error");
+                first_error.get_or_insert(e);
+            }
+        }
+        for t in threads.drain(..) {
+            let _ = t.join();
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::warn!(error = %e, "engine shutdown on drop failed");
+        }
+    }
+}
+
+/// Removes topic folders the catalog does not know (left by an interrupted create or delete).
+fn remove_orphan_topic_dirs(topics_dir: &Path, catalog: &catalog::Catalog) -> Result<()> {
+    let known: std::collections::HashSet<String> =
+        catalog.topics.values().map(|t| t.id.to_string()).collect();
+    for entry in std::fs::read_dir(topics_dir).at(topics_dir)? {
+        let entry = entry.at(topics_dir)?;
+        let name = entry.file_name();
+        if !known.contains(name.to_string_lossy().as_ref()) {
+            let path = entry.path();
+            tracing::info!(path = %path.display(), "removing folder of a topic not in the catalog");
+            std::fs::remove_dir_all(&path).at(&path)?;
+        }
+    }
+    Ok(())
+}

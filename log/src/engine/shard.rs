@@ -1,0 +1,503 @@
+//! A shard: one thread that exclusively owns a set of partitions.
+//!
+//! [`ShardCore`] holds the partitions and does one non-blocking turn of work at a time:
+//! drain the inbox, reap write completions, answer appends that became durable and
+//! fetches that can be served. The thread that runs it sleeps on the shard's [`Waker`]
+//! eventfd, which both other threads and the partitions' io_uring rings signal, so the
+//! same core can later be driven from an async reactor instead of [`run`].
+
+use super::wake::Waker;
+use crate::config::{Durability, PartitionConfig};
+use crate::error::{Error, Result};
+use crate::partition::{Appended, Fetch, Partition};
+use bytes::BytesMut;
+use crossbeam_queue::ArrayQueue;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tokio::sync::oneshot;
+
+/// Most commands handled in one turn, so that completions are not starved.
+const COMMANDS_PER_TURN: usize = 1024;
+
+/// Sends one command's result back to whoever asked.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
+
+/// Identifies a partition across the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionId {
+    /// The topic's id (see `TopicMeta::id`).
+    pub topic_id: u64,
+    /// Partition number within the topic.
+    pub partition: u32,
+}
+
+/// Which offset to look up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetQuery {
+    /// The first retained offset.
+    Earliest,
+    /// The high watermark: the offset the next durable record gets.
+    Latest,
+    /// The first record at or after this timestamp (µs since the Unix epoch).
+    Timestamp(i64),
+}
+
+/// A partition's offsets and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionState {
+    /// Partition number.
+    pub partition: u32,
+    /// Shard that owns it.
+    pub shard: usize,
+    /// First retained offset.
+    pub log_start_offset: u64,
+    /// Offset after the last durable record.
+    pub high_watermark: u64,
+    /// Durable bytes on disk.
+    pub size_bytes: u64,
+}
+
+/// Work sent to a shard.
+pub(crate) enum Command {
+    Open {
+        id: PartitionId,
+        dir: PathBuf,
+        config: PartitionConfig,
+        reply: Reply<()>,
+    },
+    Remove {
+        id: PartitionId,
+        dir: PathBuf,
+        reply: Reply<()>,
+    },
+    Produce {
+        id: PartitionId,
+        batch: BytesMut,
+        expected_offset: Option<u64>,
+        reply: Reply<Appended>,
+    },
+    Fetch {
+        id: PartitionId,
+        offset: u64,
+        max_bytes: usize,
+        wait_until: Option<Instant>,
+        reply: Reply<Fetch>,
+    },
+    Offset {
+        id: PartitionId,
+        query: OffsetQuery,
+        reply: Reply<Option<u64>>,
+    },
+    State {
+        id: PartitionId,
+        reply: Reply<PartitionState>,
+    },
+    Retention {
+        now: SystemTime,
+        reply: Reply<usize>,
+    },
+    Shutdown {
+        reply: Reply<()>,
+    },
+}
+
+/// A fetch parked until data arrives past its offset or its deadline passes.
+struct Tailer {
+    offset: u64,
+    max_bytes: usize,
+    deadline: Instant,
+    reply: Reply<Fetch>,
+}
+
+/// One owned partition and the requests waiting on it.
+struct Slot {
+    partition: Partition,
+    /// Appends waiting for durability, in offset order: (last offset, offsets, reply).
+    waiters: VecDeque<(u64, Appended, Reply<Appended>)>,
+    tailers: Vec<Tailer>,
+    /// Whether the partition's completions signal the shard's eventfd.
+    signals: bool,
+}
+
+impl Slot {
+    /// Answers the appends that are now durable; returns whether any was.
+    fn settle_waiters(&mut self) -> bool {
+        let hw = self.partition.high_watermark();
+        let mut any = false;
+        while let Some((last, _, _)) = self.waiters.front() {
+            if *last >= hw {
+                break;
+            }
+            let (_, appended, reply) = self.waiters.pop_front().expect("front exists");
+            let _ = reply.send(Ok(appended));
+            any = true;
+        }
+        any
+    }
+
+    /// Fails the appends a failed write dropped (those at or past the next offset).
+    fn fail_dropped(&mut self, err: &Error) {
+        let next = self.partition.next_offset();
+        while let Some((last, _, _)) = self.waiters.back() {
+            if *last < next {
+                break;
+            }
+            let (_, _, reply) = self.waiters.pop_back().expect("back exists");
+            let _ = reply.send(Err(Error::AppendFailed(err.to_string())));
+        }
+    }
+
+    /// Serves tailers that have data or whose deadline passed; returns whether any was.
+    fn settle_tailers(&mut self, now: Instant, next_deadline: &mut Option<Instant>) -> bool {
+        let hw = self.partition.high_watermark();
+        let mut any = false;
+        let mut i = 0;
+        while i < self.tailers.len() {
+            let t = &self.tailers[i];
+            if hw > t.offset || now >= t.deadline {
+                let t = self.tailers.swap_remove(i);
+                let _ = t.reply.send(self.partition.read(t.offset, t.max_bytes));
+                any = true;
+            } else {
+                *next_deadline = Some(next_deadline.map_or(t.deadline, |d| d.min(t.deadline)));
+                i += 1;
+            }
+        }
+        any
+    }
+}
+
+/// What one turn did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Turn {
+    /// Whether anything happened (run another turn before sleeping).
+    pub progressed: bool,
+    /// The earliest deadline of a parked fetch.
+    pub next_deadline: Option<Instant>,
+    /// Whether the shard has shut down.
+    pub stopped: bool,
+}
+
+/// A shard's state: its partitions, its inbox and the requests in progress.
+pub struct ShardCore {
+    index: usize,
+    waker: Arc<Waker>,
+    inbox: Arc<ArrayQueue<Command>>,
+    slots: HashMap<PartitionId, Slot>,
+    parked: usize,
+    max_parked: usize,
+    stopped: bool,
+}
+
+impl ShardCore {
+    pub(crate) fn new(
+        index: usize,
+        waker: Arc<Waker>,
+        inbox: Arc<ArrayQueue<Command>>,
+        max_parked: usize,
+    ) -> Self {
+        ShardCore {
+            index,
+            waker,
+            inbox,
+            slots: HashMap::new(),
+            parked: 0,
+            max_parked,
+            stopped: false,
+        }
+    }
+
+    /// The eventfd this shard sleeps on.
+    pub fn waker(&self) -> &Arc<Waker> {
+        &self.waker
+    }
+
+    /// Whether work is ready right now (so the shard must not sleep).
+    pub fn has_ready_work(&self) -> bool {
+        !self.inbox.is_empty()
+            || self
+                .slots
+                .values()
+                .any(|s| !s.signals && s.partition.is_writing())
+    }
+
+    /// Does one round of non-blocking work.
+    pub fn turn(&mut self, now: Instant) -> Turn {
+        let mut progressed = false;
+        for _ in 0..COMMANDS_PER_TURN {
+            let Some(cmd) = self.inbox.pop() else { break };
+            progressed = true;
+            self.handle(cmd, now);
+            if self.stopped {
+                return Turn {
+                    progressed,
+                    next_deadline: None,
+                    stopped: true,
+                };
+            }
+        }
+        let mut next_deadline = None;
+        self.parked = 0;
+        for slot in self.slots.values_mut() {
+            if slot.partition.is_writing() {
+                match slot.partition.poll() {
+                    Ok(_) => {}
+                    Err(e) => {
+                        slot.fail_dropped(&e);
+                        progressed = true;
+                    }
+                }
+            }
+            progressed |= slot.settle_waiters();
+            progressed |= slot.settle_tailers(now, &mut next_deadline);
+            self.parked += slot.tailers.len();
+        }
+        Turn {
+            progressed,
+            next_deadline,
+            stopped: false,
+        }
+    }
+
+    fn handle(&mut self, cmd: Command, now: Instant) {
+        match cmd {
+            Command::Open {
+                id,
+                dir,
+                config,
+                reply,
+            } => {
+                let result = Partition::open(&dir, config).and_then(|partition| {
+                    let signals = partition.register_completion_eventfd(self.waker.fd())?;
+                    self.slots.insert(
+                        id,
+                        Slot {
+                            partition,
+                            waiters: VecDeque::new(),
+                            tailers: Vec::new(),
+                            signals,
+                        },
+                    );
+                    Ok(())
+                });
+                let _ = reply.send(result);
+            }
+            Command::Remove { id, dir, reply } => {
+                let result = match self.slots.remove(&id) {
+                    Some(mut slot) => {
+                        let flushed = slot.partition.flush();
+                        slot.settle_waiters();
+                        for (_, _, r) in slot.waiters.drain(..) {
+                            let _ = r.send(Err(Error::UnknownTopic(format!("#{}", id.topic_id))));
+                        }
+                        for t in slot.tailers.drain(..) {
+                            let _ = t
+                                .reply
+                                .send(Err(Error::UnknownTopic(format!("#{}", id.topic_id))));
+                        }
+                        drop(slot);
+                        if let Err(e) = flushed {
+                            tracing::warn!(error = %e, "flush before removing a partition failed");
+                        }
+                        remove_dir(&dir)
+                    }
+                    None => remove_dir(&dir),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Produce {
+                id,
+                batch,
+                expected_offset,
+                reply,
+            } => {
+                let Some(slot) = self.slots.get_mut(&id) else {
+                    let _ = reply.send(Err(unknown(id)));
+                    return;
+                };
+                if let Some(expected) = expected_offset {
+                    let actual = slot.partition.next_offset();
+                    if expected != actual {
+                        let _ = reply.send(Err(Error::Conflict { expected, actual }));
+                        return;
+                    }
+                }
+                match slot.partition.submit(batch) {
+                    Ok(appended) if slot.partition.config().durability == Durability::None => {
+                        let _ = reply.send(Ok(appended));
+                    }
+                    Ok(appended) => slot
+                        .waiters
+                        .push_back((appended.last_offset, appended, reply)),
+                    Err(e) => {
+                        slot.fail_dropped(&e);
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::Fetch {
+                id,
+                offset,
+                max_bytes,
+                wait_until,
+                reply,
+            } => {
+                let Some(slot) = self.slots.get_mut(&id) else {
+                    let _ = reply.send(Err(unknown(id)));
+                    return;
+                };
+                let at_end = offset == slot.partition.high_watermark();
+                match wait_until {
+                    Some(deadline) if at_end && deadline > now => {
+                        if self.parked >= self.max_parked {
+                            let _ = reply.send(Err(Error::Overloaded { shard: self.index }));
+                        } else {
+                            self.parked += 1;
+                            slot.tailers.push(Tailer {
+                                offset,
+                                max_bytes,
+                                deadline,
+                                reply,
+                            });
+                        }
+                    }
+                    _ => {
+                        let _ = reply.send(slot.partition.read(offset, max_bytes));
+                    }
+                }
+            }
+            Command::Offset { id, query, reply } => {
+                let result = match self.slots.get(&id) {
+                    None => Err(unknown(id)),
+                    Some(slot) => match query {
+                        OffsetQuery::Earliest => Ok(Some(slot.partition.log_start_offset())),
+                        OffsetQuery::Latest => Ok(Some(slot.partition.high_watermark())),
+                        OffsetQuery::Timestamp(ts) => slot.partition.offset_for_timestamp(ts),
+                    },
+                };
+                let _ = reply.send(result);
+            }
+            Command::State { id, reply } => {
+                let result = match self.slots.get(&id) {
+                    None => Err(unknown(id)),
+                    Some(slot) => Ok(PartitionState {
+                        partition: id.partition,
+                        shard: self.index,
+                        log_start_offset: slot.partition.log_start_offset(),
+                        high_watermark: slot.partition.high_watermark(),
+                        size_bytes: slot.partition.size_bytes(),
+                    }),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Retention { now, reply } => {
+                let mut deleted = 0;
+                let mut first_error = None;
+                for slot in self.slots.values_mut() {
+                    match slot.partition.apply_retention(now) {
+                        Ok(r) => deleted += r.segments_deleted,
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                let _ = reply.send(match first_error {
+                    Some(e) => Err(e),
+                    None => Ok(deleted),
+                });
+            }
+            Command::Shutdown { reply } => {
+                let mut first_error = None;
+                for (_, mut slot) in self.slots.drain() {
+                    if let Err(e) = slot.partition.flush() {
+                        slot.fail_dropped(&e);
+                        first_error.get_or_insert(e);
+                    }
+                    slot.settle_waiters();
+                    for t in slot.tailers.drain(..) {
+                        let _ = t.reply.send(slot.partition.read(t.offset, t.max_bytes));
+                    }
+                    if let Err(e) = slot.partition.close() {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                // Anything still queued will never run: answer it.
+                while let Some(cmd) = self.inbox.pop() {
+                    refuse(cmd);
+                }
+                self.stopped = true;
+                let _ = reply.send(first_error.map_or(Ok(()), Err));
+            }
+        }
+    }
+}
+
+fn unknown(id: PartitionId) -> Error {
+    Error::UnknownPartition {
+        topic: format!("#{}", id.topic_id),
+        partition: id.partition,
+    }
+}
+
+fn remove_dir(dir: &std::path::Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r.map_err(|e| Error::io(dir, e)),
+    }
+}
+
+/// Drops a command that never reached its shard (the caller gets the error directly).
+pub(crate) fn refuse_silently(cmd: Command) {
+    drop(cmd);
+}
+
+/// Answers a command that will never run because the shard stopped.
+pub(crate) fn refuse(cmd: Command) {
+    match cmd {
+        Command::Open { reply, .. } | Command::Remove { reply, .. } => {
+            let _ = reply.send(Err(Error::ShuttingDown));
+        }
+        Command::Produce { reply, .. } => {
+            let _ = reply.send(Err(Error::ShuttingDown));
+        }
+        Command::Fetch { reply, .. } => {
+            let _ = reply.send(Err(Error::ShuttingDown));
+        }
+        Command::Offset { reply, .. } => {
+            let _ = reply.send(Err(Error::ShuttingDown));
+        }
+        Command::State { reply, .. } => {
+            let _ = reply.send(Err(Error::ShuttingDown));
+        }
+        Command::Retention { reply, .. } => {
+            let _ = reply.send(Err(Error::ShuttingDown));
+        }
+        Command::Shutdown { reply } => {
+            let _ = reply.send(Ok(()));
+        }
+    }
+}
+
+/// Runs a shard on the current thread until it shuts down, sleeping when idle.
+pub fn run(mut core: ShardCore) {
+    loop {
+        let turn = core.turn(Instant::now());
+        if turn.stopped {
+            return;
+        }
+        if turn.progressed {
+            continue;
+        }
+        core.waker.prepare_sleep();
+        if core.has_ready_work() {
+            core.waker.cancel_sleep();
+            continue;
+        }
+        let timeout = turn
+            .next_deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        core.waker.sleep(timeout);
+    }
+}

@@ -1,0 +1,391 @@
+//! Engine tests: topics across shards, concurrent producers and readers, restart,
+//! deletion, conditional appends and tailing fetches.
+
+use bytes::BytesMut;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_log::engine::{CATALOG_FILE, OffsetQuery, TOPICS_DIR};
+use strata_log::format::{BatchBuilder, BatchIter, BuilderOptions};
+use strata_log::{Durability, Engine, EngineConfig, Error, IoBackend, Partitioning, TopicConfig};
+
+fn config(dir: &std::path::Path, shards: usize) -> EngineConfig {
+    let mut c = EngineConfig::new(dir);
+    c.shards = shards;
+    c.pin_threads = false;
+    c
+}
+
+fn topic(partitions: u32) -> TopicConfig {
+    TopicConfig {
+        partitions,
+        segment_bytes: 1 << 20,
+        ..TopicConfig::default()
+    }
+}
+
+fn batch(values: &[Vec<u8>]) -> BytesMut {
+    let mut b = BatchBuilder::new(BuilderOptions::default());
+    for (i, v) in values.iter().enumerate() {
+        b.push(i as i64, None, Some(v), &[]).unwrap();
+    }
+    b.finish().unwrap()
+}
+
+/// Reads every record of a partition from offset 0: (offset, value).
+fn read_all(engine: &Engine, topic: &str, partition: u32) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    let mut scratch = Vec::new();
+    loop {
+        let fetch = engine
+            .fetch(topic, partition, offset, 64 * 1024, None)
+            .unwrap()
+            .wait()
+            .unwrap();
+        if fetch.bytes.is_empty() {
+            return out;
+        }
+        for b in BatchIter::new(&fetch.bytes) {
+            for r in b.unwrap().records(&mut scratch).unwrap() {
+                let r = r.unwrap();
+                if r.offset >= offset {
+                    out.push((r.offset, r.value.unwrap().to_vec()));
+                    offset = r.offset + 1;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn concurrent_producers_across_shards_read_back_exactly_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 2)).unwrap();
+    engine.create_topic("events", topic(4)).unwrap();
+    let shards: std::collections::HashSet<usize> = engine
+        .describe_topic("events")
+        .unwrap()
+        .iter()
+        .map(|p| p.shard)
+        .collect();
+    assert_eq!(shards.len(), 2, "partitions are spread over both shards");
+
+    const PRODUCERS: u32 = 4;
+    const BATCHES: u32 = 50;
+    let threads: Vec<_> = (0..PRODUCERS)
+        .map(|producer| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for seq in 0..BATCHES {
+                    let partition = (producer + seq) % 4;
+                    let values: Vec<Vec<u8>> = (0..3)
+                        .map(|i| format!("p{producer}-s{seq}-r{i}").into_bytes())
+                        .collect();
+                    let pending = engine.produce("events", partition, batch(&values)).unwrap();
+                    let appended = pending.wait().unwrap();
+                    assert_eq!(appended.last_offset - appended.base_offset, 2);
+                    acked.push((partition, appended.base_offset, values));
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut expected: HashMap<u32, Vec<(u64, Vec<u8>)>> = HashMap::new();
+    for t in threads {
+        for (partition, base, values) in t.join().unwrap() {
+            let e = expected.entry(partition).or_default();
+            for (i, v) in values.into_iter().enumerate() {
+                e.push((base + i as u64, v));
+            }
+        }
+    }
+    let mut total = 0;
+    for p in 0..4 {
+        let mut want = expected.remove(&p).unwrap_or_default();
+        want.sort();
+        let got = read_all(&engine, "events", p);
+        // Offsets are dense from 0 and every acknowledged record is there once.
+        assert_eq!(
+            got.iter().map(|r| r.0).collect::<Vec<_>>(),
+            (0..got.len() as u64).collect::<Vec<_>>()
+        );
+        assert_eq!(got, want, "partition {p}");
+        total += got.len();
+    }
+    assert_eq!(total, (PRODUCERS * BATCHES * 3) as usize);
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn topics_and_data_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(config(dir.path(), 2)).unwrap();
+        let cfg = TopicConfig {
+            durability: Durability::Fsync,
+            ..topic(3)
+        };
+        engine.create_topic("orders", cfg.clone()).unwrap();
+        engine.create_topic("audit", topic(1)).unwrap();
+        for p in 0..3 {
+            engine
+                .produce("orders", p, batch(&[vec![p as u8; 10]]))
+                .unwrap()
+                .wait()
+                .unwrap();
+        }
+        engine.shutdown().unwrap();
+    }
+    let engine = Engine::open(config(dir.path(), 3)).unwrap();
+    let mut names: Vec<String> = engine.topics().iter().map(|t| t.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["audit", "orders"]);
+    assert_eq!(
+        engine.topic("orders").unwrap().config.durability,
+        Durability::Fsync
+    );
+    for p in 0..3 {
+        assert_eq!(read_all(&engine, "orders", p), vec![(0, vec![p as u8; 10])]);
+    }
+    // Appends continue after the recovered offsets.
+    let a = engine
+        .produce("orders", 0, batch(&[b"next".to_vec()]))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(a.base_offset, 1);
+}
+
+#[test]
+fn delete_removes_data_and_a_recreated_topic_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 2)).unwrap();
+    let meta = engine.create_topic("t", topic(2)).unwrap();
+    engine
+        .produce("t", 1, batch(&[b"old".to_vec()]))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(matches!(
+        engine.create_topic("t", topic(2)),
+        Err(Error::TopicExists(_))
+    ));
+    engine.delete_topic("t").unwrap();
+    assert!(
+        !dir.path()
+            .join(TOPICS_DIR)
+            .join(meta.id.to_string())
+            .exists()
+    );
+    assert!(matches!(
+        engine.produce("t", 0, batch(&[b"x".to_vec()])),
+        Err(Error::UnknownTopic(_))
+    ));
+    assert!(matches!(
+        engine.delete_topic("t"),
+        Err(Error::UnknownTopic(_))
+    ));
+    let again = engine.create_topic("t", topic(2)).unwrap();
+    assert_ne!(again.id, meta.id);
+    assert!(read_all(&engine, "t", 1).is_empty());
+    engine.shutdown().unwrap();
+    let engine = Engine::open(config(dir.path(), 2)).unwrap();
+    assert_eq!(engine.topic("t").unwrap().id, again.id);
+}
+
+#[test]
+fn orphan_folders_from_an_interrupted_create_are_removed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(config(dir.path(), 1)).unwrap();
+        engine.create_topic("kept", topic(1)).unwrap();
+    }
+    // A crash between creating partition folders and committing the catalog leaves this.
+    let orphan = dir.path().join(TOPICS_DIR).join("999").join("0");
+    std::fs::create_dir_all(&orphan).unwrap();
+    let engine = Engine::open(config(dir.path(), 1)).unwrap();
+    assert!(!orphan.parent().unwrap().exists());
+    assert_eq!(engine.topics().len(), 1);
+}
+
+#[test]
+fn a_damaged_catalog_fails_open_with_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(CATALOG_FILE), b"\x00garbage").unwrap();
+    assert!(matches!(
+        Engine::open(config(dir.path(), 1)),
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn conditional_append_conflicts_carry_the_actual_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 1)).unwrap();
+    engine.create_topic("stream", topic(1)).unwrap();
+    let a = engine
+        .produce_if("stream", 0, batch(&[b"e0".to_vec(), b"e1".to_vec()]), 0)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(a.base_offset, 0);
+    let err = engine
+        .produce_if("stream", 0, batch(&[b"stale".to_vec()]), 0)
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                expected: 0,
+                actual: 2
+            }
+        ),
+        "{err}"
+    );
+    let b = engine
+        .produce_if("stream", 0, batch(&[b"e2".to_vec()]), 2)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(b.base_offset, 2);
+    assert_eq!(
+        read_all(&engine, "stream", 0).len(),
+        3,
+        "the conflicting batch was not written"
+    );
+}
+
+#[test]
+fn a_tailing_fetch_wakes_when_data_becomes_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 2)).unwrap();
+    engine.create_topic("tail", topic(1)).unwrap();
+    // Parked at the high watermark with a long deadline.
+    let pending = engine
+        .fetch("tail", 0, 0, 1 << 20, Some(Duration::from_secs(60)))
+        .unwrap();
+    let producer = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            engine
+                .produce("tail", 0, batch(&[b"hello".to_vec()]))
+                .unwrap()
+                .wait()
+                .unwrap()
+        })
+    };
+    let fetch = pending.wait().unwrap();
+    producer.join().unwrap();
+    let view = BatchIter::new(&fetch.bytes)
+        .next()
+        .expect("woken with data")
+        .unwrap();
+    assert_eq!(view.header().base_offset, 0);
+    assert_eq!(fetch.high_watermark, 1);
+}
+
+#[test]
+fn a_tailing_fetch_returns_empty_at_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 1)).unwrap();
+    engine.create_topic("quiet", topic(1)).unwrap();
+    let fetch = engine
+        .fetch("quiet", 0, 0, 1 << 20, Some(Duration::from_millis(20)))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(fetch.bytes.is_empty());
+    assert_eq!(fetch.high_watermark, 0);
+}
+
+#[test]
+fn unknown_partitions_and_bad_names_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 1)).unwrap();
+    engine.create_topic("t", topic(2)).unwrap();
+    assert!(matches!(
+        engine.produce("t", 2, batch(&[b"x".to_vec()])),
+        Err(Error::UnknownPartition { partition: 2, .. })
+    ));
+    assert!(matches!(
+        engine.fetch("nope", 0, 0, 1, None),
+        Err(Error::UnknownTopic(_))
+    ));
+    assert!(matches!(
+        engine.create_topic("../etc", topic(1)),
+        Err(Error::InvalidTopicName(_))
+    ));
+    assert!(matches!(
+        engine.create_topic("z", topic(0)),
+        Err(Error::InvalidConfig(_))
+    ));
+    // A corrupt batch is refused by the shard and leaves the partition untouched.
+    let mut bad = batch(&[b"x".to_vec()]);
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let err = engine.produce("t", 0, bad).unwrap().wait().unwrap_err();
+    assert!(matches!(err, Error::Format(_)), "{err}");
+    assert_eq!(
+        engine
+            .offset_for("t", 0, OffsetQuery::Latest)
+            .unwrap()
+            .wait()
+            .unwrap(),
+        Some(0)
+    );
+}
+
+#[test]
+fn partitioning_by_key_is_stable_and_round_robin_cycles() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 1)).unwrap();
+    engine.create_topic("k", topic(5)).unwrap();
+    let p = engine
+        .partition_for("k", Partitioning::Key(b"user-42"))
+        .unwrap();
+    assert_eq!(p, strata_log::engine::partition_for_key(b"user-42", 5));
+    assert_eq!(
+        engine
+            .partition_for("k", Partitioning::Key(b"user-42"))
+            .unwrap(),
+        p
+    );
+    let rr: Vec<u32> = (0..10)
+        .map(|_| engine.partition_for("k", Partitioning::RoundRobin).unwrap())
+        .collect();
+    let mut seen = rr.clone();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        vec![0, 1, 2, 3, 4],
+        "round-robin visits every partition: {rr:?}"
+    );
+}
+
+#[test]
+fn offsets_by_time_and_bounds_through_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 1);
+    cfg.partition_defaults.io_backend = IoBackend::Fallback;
+    let engine = Arc::new(Engine::open(cfg).unwrap());
+    engine.create_topic("ts", topic(1)).unwrap();
+    let mut b = BatchBuilder::new(BuilderOptions::default());
+    for ts in [100i64, 200, 300] {
+        b.push(ts, None, Some(b"v"), &[]).unwrap();
+    }
+    engine
+        .produce("ts", 0, b.finish().unwrap())
+        .unwrap()
+        .wait()
+        .unwrap();
+    let q = |query| engine.offset_for("ts", 0, query).unwrap().wait().unwrap();
+    assert_eq!(q(OffsetQuery::Earliest), Some(0));
+    assert_eq!(q(OffsetQuery::Latest), Some(3));
+    assert_eq!(q(OffsetQuery::Timestamp(150)), Some(1));
+    assert_eq!(q(OffsetQuery::Timestamp(301)), None);
+}
