@@ -138,6 +138,34 @@ pub enum Error {
         /// The partition's actual next offset.
         actual: u64,
     },
+    /// An idempotent batch's sequence does not follow the producer's last one.
+    #[error("producer {producer_id}: expected sequence {expected}, received {received}")]
+    OutOfOrderSequence {
+        /// Producer id.
+        producer_id: u64,
+        /// Sequence the partition expected next.
+        expected: i32,
+        /// Base sequence of the batch.
+        received: i32,
+    },
+    /// A batch comes from an older epoch of a producer that has been superseded.
+    #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}")]
+    ProducerFenced {
+        /// Producer id.
+        producer_id: u64,
+        /// Epoch of the batch.
+        epoch: u16,
+        /// Current epoch.
+        current_epoch: u16,
+    },
+    /// An idempotent batch carries an impossible sequence.
+    #[error("producer {producer_id}: {reason}")]
+    InvalidSequence {
+        /// Producer id.
+        producer_id: u64,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A shard's bounded queue is full: retry later.
     #[error("shard {shard} is overloaded: its request queue is full")]
     Overloaded {

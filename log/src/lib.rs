@@ -39,6 +39,7 @@ pub mod format;
 pub mod index;
 mod io;
 pub mod partition;
+pub mod producer;
 pub mod recovery;
 pub mod retention;
 pub mod segment;

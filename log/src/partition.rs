@@ -5,6 +5,7 @@ use crate::error::{Error, FormatError, IoContext, Result};
 use crate::format::{BatchHeader, BatchView, patch_base_offset};
 use crate::index;
 use crate::io::{ActiveBackend, Driver, MAX_IOVECS, WriteDone, WriteJob};
+use crate::producer::{ProducerTable, SeqCheck};
 use crate::recovery::ScanStop;
 use crate::retention::{RetentionPolicy, SegmentStat, segments_to_delete};
 use crate::segment::{
@@ -21,6 +22,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const CLEAN_SHUTDOWN_MARKER: &str = ".clean-shutdown";
 /// Name of the file locked while a partition is open.
 pub const LOCK_FILE: &str = ".lock";
+/// Name of the idempotent-producer state snapshot (written on roll and close).
+pub const PRODUCER_SNAPSHOT: &str = "producers.snapshot";
 
 /// Offsets assigned to an accepted batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +114,8 @@ pub struct Partition {
     tail_pos: u64,
     /// Buffer list recycled from one write job to the next.
     spare: Vec<BytesMut>,
+    /// Idempotent producers' recent batches, including accepted but not yet durable ones.
+    producers: ProducerTable,
     report: OpenReport,
 }
 
@@ -259,7 +264,7 @@ impl Partition {
                 (active, report)
             }
         };
-        Ok(Partition {
+        let mut partition = Partition {
             next_offset: active.next_offset,
             tail_pos: active.durable_len,
             dir,
@@ -271,8 +276,85 @@ impl Partition {
             pending: VecDeque::new(),
             pending_bytes: 0,
             spare: Vec::with_capacity(MAX_IOVECS),
+            producers: ProducerTable::default(),
             report,
-        })
+        };
+        partition.rebuild_producers()?;
+        Ok(partition)
+    }
+
+    /// Loads the producer snapshot if it is consistent with the log, then replays the
+    /// batch headers after it.
+    fn rebuild_producers(&mut self) -> Result<()> {
+        let path = self.dir.join(PRODUCER_SNAPSHOT);
+        let snapshot =
+            segment::read_if_exists(&path)?.and_then(|b| ProducerTable::decode_snapshot(&b));
+        let (mut table, mut from) = match snapshot {
+            Some((table, covered)) if covered <= self.high_watermark() => (table, covered),
+            _ => (ProducerTable::default(), 0),
+        };
+        from = from.max(self.log_start_offset());
+        let mut error = None;
+        self.for_each_header(from, |h| {
+            if let Err(e) = table.check(h) {
+                // The log is the truth: a fenced or gapped batch in it was accepted by an
+                // earlier version of this state; record it and say so.
+                error.get_or_insert(e);
+            }
+            table.record(
+                h,
+                Appended {
+                    base_offset: h.base_offset,
+                    last_offset: h.last_offset(),
+                },
+            );
+        })?;
+        if let Some(e) = error {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "producer state replay saw an out-of-sequence batch");
+        }
+        self.producers = table;
+        Ok(())
+    }
+
+    /// Calls `f` with the header of every durable batch that ends after `from`, in order.
+    fn for_each_header(&self, from: u64, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+        let first = self.sealed.partition_point(|s| s.next_offset <= from);
+        let sealed = self
+            .sealed
+            .range(first..)
+            .map(|s| (s.data(), &s.offsets[..], s.base_offset));
+        let active = std::iter::once((
+            Ok(self.active.readable()),
+            self.active.index.offsets(),
+            self.active.base_offset,
+        ));
+        for (data, offsets, base) in sealed.chain(active) {
+            let data = data?;
+            let rel = u32::try_from(from.saturating_sub(base)).unwrap_or(u32::MAX);
+            let mut pos = index::lookup_position(offsets, rel) as usize;
+            while pos < data.len() {
+                let h = BatchHeader::parse(&data[pos..]).map_err(|e| Error::Corrupt {
+                    path: segment::segment_path(&self.dir, base, LOG_SUFFIX),
+                    reason: format!("batch at {pos}: {e}"),
+                })?;
+                if h.next_offset() > from {
+                    f(&h);
+                }
+                pos += h.length as usize;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the producer snapshot, complete up to the high watermark (best effort:
+    /// without it the state is replayed from the log).
+    fn write_producer_snapshot(&self) {
+        let path = self.dir.join(PRODUCER_SNAPSHOT);
+        let tmp = self.dir.join(format!("{PRODUCER_SNAPSHOT}.tmp"));
+        let bytes = self.producers.encode_snapshot(self.high_watermark());
+        if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path)) {
+            tracing::warn!(path = %path.display(), error = %e, "could not write the producer snapshot");
+        }
     }
 
     /// What recovery found when the partition was opened.
@@ -381,6 +463,9 @@ impl Partition {
             }
             .into());
         }
+        if let SeqCheck::Duplicate(original) = self.producers.check(&header)? {
+            return Ok(original);
+        }
         let len = batch.len() as u64;
         let aged = self
             .config
@@ -398,11 +483,13 @@ impl Partition {
         self.tail_pos += len;
         self.pending_bytes += batch.len();
         self.pending.push_back(batch);
-        self.kick()?;
-        Ok(Appended {
+        let appended = Appended {
             base_offset: base,
             last_offset: base + u64::from(header.last_offset_delta),
-        })
+        };
+        self.producers.record(&header, appended);
+        self.kick()?;
+        Ok(appended)
     }
 
     /// Appends a batch and returns once the configured durability is met
@@ -465,6 +552,7 @@ impl Partition {
         let old = std::mem::replace(&mut self.active, new);
         self.sealed.push_back(old.seal(&self.dir));
         self.tail_pos = 0;
+        self.write_producer_snapshot();
         Ok(())
     }
 
@@ -472,6 +560,7 @@ impl Partition {
     pub fn close(mut self) -> Result<()> {
         self.flush()?;
         self.active.checkpoint(&self.dir)?;
+        self.write_producer_snapshot();
         let marker = self.dir.join(CLEAN_SHUTDOWN_MARKER);
         File::create(&marker).at(&marker)?;
         segment::sync_dir(&self.dir)
@@ -566,6 +655,7 @@ impl Partition {
         self.pending_bytes = 0;
         self.next_offset = self.active.next_offset;
         self.tail_pos = self.active.durable_len;
+        self.producers.truncate(self.next_offset);
         Error::io(&self.active.path, e)
     }
 

@@ -389,3 +389,133 @@ fn offsets_by_time_and_bounds_through_the_engine() {
     assert_eq!(q(OffsetQuery::Timestamp(150)), Some(1));
     assert_eq!(q(OffsetQuery::Timestamp(301)), None);
 }
+
+fn idempotent_batch(producer_id: u64, epoch: u16, seq: i32, values: &[&[u8]]) -> BytesMut {
+    let mut b = BatchBuilder::new(BuilderOptions::default());
+    b.set_producer(producer_id, epoch, seq);
+    for v in values {
+        b.push(0, None, Some(v), &[]).unwrap();
+    }
+    b.finish().unwrap()
+}
+
+#[test]
+fn idempotent_retries_are_written_once_even_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pid, first) = {
+        let engine = Engine::open(config(dir.path(), 2)).unwrap();
+        engine.create_topic("idem", topic(1)).unwrap();
+        let pid = engine.init_producer().unwrap();
+        assert_ne!(engine.init_producer().unwrap(), pid, "ids are never reused");
+        let first = engine
+            .produce("idem", 0, idempotent_batch(pid, 0, 0, &[b"a", b"b"]))
+            .unwrap()
+            .wait()
+            .unwrap();
+        // The retry (same sequence) gets the original offsets back.
+        let retry = engine
+            .produce("idem", 0, idempotent_batch(pid, 0, 0, &[b"a", b"b"]))
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(retry, first);
+        // A gap is refused and names the expected sequence.
+        let err = engine
+            .produce("idem", 0, idempotent_batch(pid, 0, 5, &[b"x"]))
+            .unwrap()
+            .wait()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::OutOfOrderSequence {
+                    expected: 2,
+                    received: 5,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        (pid, first)
+    };
+    // Unclean restart: drop the files' clean marker so the state is rebuilt from the log.
+    for entry in walk(dir.path()) {
+        if entry
+            .file_name()
+            .is_some_and(|n| n == "producers.snapshot" || n == ".clean-shutdown")
+        {
+            std::fs::remove_file(entry).unwrap();
+        }
+    }
+    let engine = Engine::open(config(dir.path(), 1)).unwrap();
+    let retry = engine
+        .produce("idem", 0, idempotent_batch(pid, 0, 0, &[b"a", b"b"]))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(retry, first, "dedup state rebuilt from the log");
+    let next = engine
+        .produce("idem", 0, idempotent_batch(pid, 0, 2, &[b"c"]))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(next.base_offset, 2);
+    let values: Vec<Vec<u8>> = read_all(&engine, "idem", 0)
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(values, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    assert!(
+        engine.init_producer().unwrap() > pid + 1,
+        "producer ids survive restart"
+    );
+    // An older epoch is fenced once a newer one has written.
+    let d = engine
+        .produce("idem", 0, idempotent_batch(pid, 1, 0, &[b"d"]))
+        .unwrap()
+        .wait()
+        .unwrap();
+    let err = engine
+        .produce("idem", 0, idempotent_batch(pid, 0, 3, &[b"e"]))
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ProducerFenced {
+                current_epoch: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Clean restart: the state comes from the snapshot written at shutdown.
+    engine.shutdown().unwrap();
+    drop(engine);
+    let snapshot = walk(dir.path())
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "producers.snapshot"));
+    assert!(snapshot.is_some(), "shutdown writes the producer snapshot");
+    let engine = Engine::open(config(dir.path(), 2)).unwrap();
+    let retry = engine
+        .produce("idem", 0, idempotent_batch(pid, 1, 0, &[b"d"]))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(retry, d);
+    assert_eq!(read_all(&engine, "idem", 0).len(), 4);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

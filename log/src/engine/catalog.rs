@@ -31,6 +31,9 @@ pub struct Catalog {
     pub version: u32,
     /// Id the next created topic gets.
     pub next_topic_id: u64,
+    /// Id the next idempotent producer gets.
+    #[serde(default = "first_producer_id")]
+    pub next_producer_id: u64,
     /// Topics by name.
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
 }
@@ -41,6 +44,7 @@ impl Catalog {
         Catalog {
             version: CATALOG_VERSION,
             next_topic_id: 1,
+            next_producer_id: first_producer_id(),
             topics: BTreeMap::new(),
         }
     }
@@ -59,6 +63,10 @@ impl Catalog {
         }
         Ok(catalog)
     }
+}
+
+fn first_producer_id() -> u64 {
+    1
 }
 
 /// Reads and atomically replaces the catalog file.

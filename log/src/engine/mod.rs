@@ -295,6 +295,21 @@ impl Engine {
         Ok(meta)
     }
 
+    /// Assigns a new idempotent producer id (durable, never reused) with epoch 0.
+    ///
+    /// Batches stamped with it (see `BatchBuilder::set_producer`) and consecutive base
+    /// sequences are written once: a retried batch is acknowledged with its original
+    /// offsets, and a sequence gap is rejected with [`Error::OutOfOrderSequence`].
+    pub fn init_producer(&self) -> Result<u64> {
+        let store = self.inner.control.lock().unwrap_or_else(|e| e.into_inner());
+        let mut catalog = catalog::Catalog::clone(&self.inner.catalog.load());
+        let id = catalog.next_producer_id;
+        catalog.next_producer_id += 1;
+        store.commit(&catalog)?;
+        self.inner.catalog.store(Arc::new(catalog));
+        Ok(id)
+    }
+
     /// Deletes a topic and its data; the deletion is durable once this returns.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         let store = self.inner.control.lock().unwrap_or_else(|e| e.into_inner());

@@ -2,7 +2,7 @@
 
 use super::{
     INDEX_SUFFIX, LOG_SUFFIX, LocalSegment, Recovered, SealedSegment, TIME_INDEX_SUFFIX, map_file,
-    read_index, recover, reserve, segment_path, write_indexes,
+    read_if_exists, recover, reserve, segment_path, write_indexes,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::format::BatchHeader;
@@ -87,8 +87,8 @@ impl ActiveSegment {
         let file_len = file.metadata().at(&path)?.len();
         let (offsets, times) = if clean {
             (
-                read_index(&segment_path(dir, base, INDEX_SUFFIX))?,
-                read_index(&segment_path(dir, base, TIME_INDEX_SUFFIX))?,
+                read_if_exists(&segment_path(dir, base, INDEX_SUFFIX))?,
+                read_if_exists(&segment_path(dir, base, TIME_INDEX_SUFFIX))?,
             )
         } else {
             (None, None)

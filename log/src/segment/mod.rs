@@ -44,7 +44,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Reads an index file, treating a missing one as absent.
-pub(crate) fn read_index(path: &Path) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

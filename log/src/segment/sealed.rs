@@ -1,8 +1,8 @@
 //! Sealed segments: immutable, indexed, read through a [`SegmentStore`].
 
 use super::{
-    INDEX_SUFFIX, LOG_SUFFIX, LocalSegment, SegmentStore, TIME_INDEX_SUFFIX, map_file, read_index,
-    recover, segment_path, write_indexes,
+    INDEX_SUFFIX, LOG_SUFFIX, LocalSegment, SegmentStore, TIME_INDEX_SUFFIX, map_file,
+    read_if_exists, recover, segment_path, write_indexes,
 };
 use crate::error::{IoContext, Result};
 use bytes::Bytes;
@@ -29,8 +29,8 @@ impl SealedSegment {
         let file = File::open(&path).at(&path)?;
         let len = file.metadata().at(&path)?.len();
         let data = map_file(&file, len, &path)?;
-        let offsets = read_index(&segment_path(dir, base, INDEX_SUFFIX))?;
-        let times = read_index(&segment_path(dir, base, TIME_INDEX_SUFFIX))?;
+        let offsets = read_if_exists(&segment_path(dir, base, INDEX_SUFFIX))?;
+        let times = read_if_exists(&segment_path(dir, base, TIME_INDEX_SUFFIX))?;
         let mut rec = recover(
             &data,
             base,
