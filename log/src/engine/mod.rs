@@ -13,7 +13,9 @@ mod wake;
 
 pub use catalog::{CATALOG_FILE, Catalog, CatalogStore, TopicMeta};
 pub use partitioner::{Partitioning, partition_for_key};
-pub use shard::{OffsetQuery, PartitionId, PartitionState, ShardCore, Turn};
+pub use shard::{
+    DurableObserver, ObserverFactory, OffsetQuery, PartitionId, PartitionState, ShardCore, Turn,
+};
 pub use topic::{MAX_TOPIC_NAME_LEN, TopicConfig, validate_topic_name};
 pub use wake::Waker;
 
@@ -38,7 +40,7 @@ use tokio::sync::oneshot;
 pub const TOPICS_DIR: &str = "topics";
 
 /// Settings of an engine.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineConfig {
     /// Root directory: the catalog and every partition live under it.
     pub data_dir: PathBuf,
@@ -52,6 +54,22 @@ pub struct EngineConfig {
     pub max_parked_fetches: usize,
     /// Partition settings that topic configs do not override (index interval, I/O path…).
     pub partition_defaults: PartitionConfig,
+    /// Builds, per shard, an observer of every batch that becomes durable on that shard.
+    pub observer: Option<ObserverFactory>,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("data_dir", &self.data_dir)
+            .field("shards", &self.shards)
+            .field("pin_threads", &self.pin_threads)
+            .field("inbox_capacity", &self.inbox_capacity)
+            .field("max_parked_fetches", &self.max_parked_fetches)
+            .field("partition_defaults", &self.partition_defaults)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl EngineConfig {
@@ -64,6 +82,7 @@ impl EngineConfig {
             inbox_capacity: 4096,
             max_parked_fetches: 10_000,
             partition_defaults: PartitionConfig::default(),
+            observer: None,
         }
     }
 }
@@ -161,11 +180,13 @@ impl Engine {
         for index in 0..config.shards {
             let waker = Arc::new(Waker::new().map_err(|e| Error::io(&config.data_dir, e))?);
             let inbox = Arc::new(ArrayQueue::new(config.inbox_capacity));
+            let observer = config.observer.as_ref().map(|make| make(index));
             let core = ShardCore::new(
                 index,
                 waker.clone(),
                 inbox.clone(),
                 config.max_parked_fetches,
+                observer,
             );
             let pin = config
                 .pin_threads

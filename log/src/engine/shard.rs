@@ -119,9 +119,31 @@ struct Slot {
     tailers: Vec<Tailer>,
     /// Whether the partition's completions signal the shard's eventfd.
     signals: bool,
+    /// Offset up to which the observer has seen the partition.
+    observed: u64,
 }
 
 impl Slot {
+    /// Hands the batches that became durable since the last call to `observer`.
+    fn observe(&mut self, id: PartitionId, observer: &mut dyn DurableObserver) {
+        let hw = self.partition.high_watermark();
+        self.observed = self.observed.max(self.partition.log_start_offset());
+        while self.observed < hw {
+            match self.partition.read(self.observed, OBSERVE_CHUNK) {
+                Ok(fetch) if !fetch.bytes.is_empty() => {
+                    let next = last_next_offset(&fetch.bytes).unwrap_or(hw);
+                    observer.on_durable(id, &fetch.bytes);
+                    self.observed = next;
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, ?id, "observer could not read durable batches");
+                    break;
+                }
+            }
+        }
+    }
+
     /// Answers the appends that are now durable; returns whether any was.
     fn settle_waiters(&mut self) -> bool {
         let hw = self.partition.high_watermark();
@@ -169,6 +191,21 @@ impl Slot {
     }
 }
 
+/// Sees every durable batch of a shard's partitions, in offset order, on the shard thread.
+///
+/// `batches` holds whole batches (zero-copy slices of the segment mapping); it is called
+/// once the batches are durable and before appends waiting on them are answered.
+pub trait DurableObserver: Send {
+    /// Called with the next durable batches of partition `id`.
+    fn on_durable(&mut self, id: PartitionId, batches: &bytes::Bytes);
+}
+
+/// Builds the observer of shard `index` (called once per shard at engine start).
+pub type ObserverFactory = Arc<dyn Fn(usize) -> Box<dyn DurableObserver> + Send + Sync>;
+
+/// Most bytes handed to an observer in one call.
+const OBSERVE_CHUNK: usize = 1 << 20;
+
 /// What one turn did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Turn {
@@ -189,6 +226,7 @@ pub struct ShardCore {
     parked: usize,
     max_parked: usize,
     stopped: bool,
+    observer: Option<Box<dyn DurableObserver>>,
 }
 
 impl ShardCore {
@@ -197,6 +235,7 @@ impl ShardCore {
         waker: Arc<Waker>,
         inbox: Arc<ArrayQueue<Command>>,
         max_parked: usize,
+        observer: Option<Box<dyn DurableObserver>>,
     ) -> Self {
         ShardCore {
             index,
@@ -206,6 +245,7 @@ impl ShardCore {
             parked: 0,
             max_parked,
             stopped: false,
+            observer,
         }
     }
 
@@ -240,7 +280,7 @@ impl ShardCore {
         }
         let mut next_deadline = None;
         self.parked = 0;
-        for slot in self.slots.values_mut() {
+        for (id, slot) in self.slots.iter_mut() {
             if slot.partition.is_writing() {
                 match slot.partition.poll() {
                     Ok(_) => {}
@@ -249,6 +289,9 @@ impl ShardCore {
                         progressed = true;
                     }
                 }
+            }
+            if let Some(observer) = self.observer.as_deref_mut() {
+                slot.observe(*id, observer);
             }
             progressed |= slot.settle_waiters();
             progressed |= slot.settle_tailers(now, &mut next_deadline);
@@ -271,6 +314,8 @@ impl ShardCore {
             } => {
                 let result = Partition::open(&dir, config).and_then(|partition| {
                     let signals = partition.register_completion_eventfd(self.waker.fd())?;
+                    // The observer sees only batches that become durable from now on.
+                    let observed = partition.high_watermark();
                     self.slots.insert(
                         id,
                         Slot {
@@ -278,6 +323,7 @@ impl ShardCore {
                             waiters: VecDeque::new(),
                             tailers: Vec::new(),
                             signals,
+                            observed,
                         },
                     );
                     Ok(())
@@ -432,6 +478,18 @@ impl ShardCore {
             }
         }
     }
+}
+
+/// Offset after the last whole batch in `bytes`.
+fn last_next_offset(bytes: &[u8]) -> Option<u64> {
+    let mut pos = 0;
+    let mut next = None;
+    while pos < bytes.len() {
+        let h = crate::format::BatchHeader::parse(&bytes[pos..]).ok()?;
+        next = Some(h.next_offset());
+        pos += h.length as usize;
+    }
+    next
 }
 
 fn unknown(id: PartitionId) -> Error {
