@@ -166,6 +166,22 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A group name is empty, too long or has characters outside `[A-Za-z0-9._-]`.
+    #[error("invalid group name {0:?}: use 1-249 characters from [A-Za-z0-9._-]")]
+    InvalidGroupName(String),
+    /// The consumer group has no member with this id (it left or its session expired).
+    #[error("unknown group member {0:?}: join the group again")]
+    UnknownMember(String),
+    /// A commit carries an older generation than the group's: the member must rejoin.
+    #[error("group {group:?} is at generation {current}, the request carried {generation:?}")]
+    StaleGeneration {
+        /// Group name.
+        group: String,
+        /// Generation of the request (None for a commit without membership).
+        generation: Option<u32>,
+        /// The group's generation.
+        current: u32,
+    },
     /// A shard's bounded queue is full: retry later.
     #[error("shard {shard} is overloaded: its request queue is full")]
     Overloaded {

@@ -749,6 +749,28 @@ impl Partition {
         Ok(None)
     }
 
+    /// Deletes the sealed segments that hold only offsets below `offset`.
+    pub fn delete_before(&mut self, offset: u64) -> Result<RetentionReport> {
+        let n = self.sealed.partition_point(|s| s.next_offset <= offset);
+        self.delete_oldest(n)
+    }
+
+    fn delete_oldest(&mut self, n: usize) -> Result<RetentionReport> {
+        let mut report = RetentionReport::default();
+        for _ in 0..n {
+            let seg = self.sealed.front().expect("n <= sealed.len()");
+            seg.remove(&self.dir)?;
+            report.segments_deleted += 1;
+            report.bytes_deleted += seg.size();
+            self.sealed.pop_front();
+        }
+        if n > 0 {
+            segment::sync_dir(&self.dir)?;
+        }
+        report.log_start_offset = self.log_start_offset();
+        Ok(report)
+    }
+
     /// Deletes the oldest sealed segments that the retention settings no longer keep.
     pub fn apply_retention(&mut self, now: SystemTime) -> Result<RetentionReport> {
         let policy = RetentionPolicy {
@@ -764,19 +786,7 @@ impl Partition {
             })
             .collect();
         let n = segments_to_delete(&stats, self.active.durable_len, &policy, now_micros(now));
-        let mut report = RetentionReport::default();
-        for _ in 0..n {
-            let seg = self.sealed.front().expect("n <= sealed.len()");
-            seg.remove(&self.dir)?;
-            report.segments_deleted += 1;
-            report.bytes_deleted += seg.size();
-            self.sealed.pop_front();
-        }
-        if n > 0 {
-            segment::sync_dir(&self.dir)?;
-        }
-        report.log_start_offset = self.log_start_offset();
-        Ok(report)
+        self.delete_oldest(n)
     }
 }
 

@@ -581,3 +581,205 @@ fn the_shard_observer_sees_every_durable_batch_in_order_on_its_own_thread() {
     acked.sort();
     assert_eq!(seen, acked);
 }
+
+use strata_log::engine::{AssignmentStrategy, TopicPartition};
+
+fn tp(topic: &str, partition: u32) -> TopicPartition {
+    TopicPartition {
+        topic: topic.into(),
+        partition,
+    }
+}
+
+#[test]
+fn groups_assign_rebalance_fence_and_keep_offsets_across_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let timeout = Duration::from_secs(30);
+    let last_generation = {
+        let engine = Engine::open(config(dir.path(), 2)).unwrap();
+        engine.create_topic("clicks", topic(4)).unwrap();
+        let a = engine
+            .join_group(
+                "analytics",
+                None,
+                &["clicks"],
+                AssignmentStrategy::Range,
+                timeout,
+            )
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(a.assignment.len(), 4, "a lone member owns every partition");
+        let b = engine
+            .join_group(
+                "analytics",
+                None,
+                &["clicks"],
+                AssignmentStrategy::Range,
+                timeout,
+            )
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(b.generation, a.generation + 1);
+        // A learns about the rebalance on its heartbeat; together they cover all, disjointly.
+        let a2 = engine
+            .heartbeat("analytics", &a.member_id)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(a2.generation, b.generation);
+        let mut all: Vec<_> = a2.assignment.iter().chain(&b.assignment).cloned().collect();
+        all.sort();
+        assert_eq!(all, (0..4).map(|p| tp("clicks", p)).collect::<Vec<_>>());
+        // A commit from A's old generation is fenced; one from the current is durable.
+        let stale = engine
+            .commit_offsets(
+                "analytics",
+                Some((&a.member_id, a.generation)),
+                &[(tp("clicks", 0), 5)],
+            )
+            .unwrap()
+            .wait()
+            .unwrap_err();
+        assert!(matches!(stale, Error::StaleGeneration { .. }), "{stale}");
+        engine
+            .commit_offsets(
+                "analytics",
+                Some((&a.member_id, a2.generation)),
+                &[(tp("clicks", 0), 7), (tp("clicks", 1), 9)],
+            )
+            .unwrap()
+            .wait()
+            .unwrap();
+        let got = engine
+            .committed_offsets(
+                "analytics",
+                &[tp("clicks", 0), tp("clicks", 1), tp("clicks", 2)],
+            )
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(got, vec![Some(7), Some(9), None]);
+        // Leaving hands B everything.
+        engine
+            .leave_group("analytics", &a.member_id)
+            .unwrap()
+            .wait()
+            .unwrap();
+        let b2 = engine
+            .heartbeat("analytics", &b.member_id)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(b2.assignment.len(), 4);
+        assert!(matches!(
+            engine.heartbeat("analytics", &a.member_id).unwrap().wait(),
+            Err(Error::UnknownMember(_))
+        ));
+        assert_eq!(engine.list_groups().unwrap(), vec!["analytics".to_string()]);
+        b2.generation
+    };
+    // Restart with another shard count: offsets are still there, generations keep growing,
+    // and members from before the restart are unknown.
+    let engine = Engine::open(config(dir.path(), 3)).unwrap();
+    let got = engine
+        .committed_offsets("analytics", &[tp("clicks", 0), tp("clicks", 1)])
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(got, vec![Some(7), Some(9)]);
+    let c = engine
+        .join_group(
+            "analytics",
+            None,
+            &["clicks"],
+            AssignmentStrategy::Sticky,
+            timeout,
+        )
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(
+        c.generation > last_generation,
+        "{} > {last_generation}",
+        c.generation
+    );
+    let summary = engine
+        .describe_group("analytics")
+        .unwrap()
+        .wait()
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.members.len(), 1);
+    assert_eq!(summary.committed.get(&tp("clicks", 1)), Some(&9));
+}
+
+#[test]
+fn a_silent_member_is_expired_and_its_partitions_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 1)).unwrap();
+    engine.create_topic("jobs", topic(2)).unwrap();
+    let short = Duration::from_millis(200);
+    let quiet = engine
+        .join_group(
+            "workers",
+            None,
+            &["jobs"],
+            AssignmentStrategy::RoundRobin,
+            short,
+        )
+        .unwrap()
+        .wait()
+        .unwrap();
+    let alive = engine
+        .join_group(
+            "workers",
+            None,
+            &["jobs"],
+            AssignmentStrategy::RoundRobin,
+            Duration::from_secs(30),
+        )
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(alive.assignment.len(), 1);
+    // Keep the live member beating until the quiet one's session has expired (bounded).
+    let mut m = alive.clone();
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(25));
+        m = engine
+            .heartbeat("workers", &alive.member_id)
+            .unwrap()
+            .wait()
+            .unwrap();
+        if m.generation > alive.generation {
+            break;
+        }
+    }
+    assert_eq!(
+        m.generation,
+        alive.generation + 1,
+        "the expiry triggered a rebalance"
+    );
+    assert_eq!(m.assignment.len(), 2, "the survivor owns both partitions");
+    assert!(matches!(
+        engine
+            .heartbeat("workers", &quiet.member_id)
+            .unwrap()
+            .wait(),
+        Err(Error::UnknownMember(_))
+    ));
+    // Manual commits are refused while the group has members.
+    assert!(
+        engine
+            .commit_offsets("workers", None, &[(tp("jobs", 0), 1)])
+            .unwrap()
+            .wait()
+            .is_err()
+    );
+    assert!(matches!(
+        engine.heartbeat("bad/name", "x"),
+        Err(Error::InvalidGroupName(_))
+    ));
+}

@@ -31,6 +31,9 @@ pub struct Catalog {
     pub version: u32,
     /// Id the next created topic gets.
     pub next_topic_id: u64,
+    /// Number of group coordinators (fixed when the catalog is created).
+    #[serde(default = "default_coordinators")]
+    pub coordinators: u32,
     /// Id the next idempotent producer gets.
     #[serde(default = "first_producer_id")]
     pub next_producer_id: u64,
@@ -45,6 +48,7 @@ impl Catalog {
             version: CATALOG_VERSION,
             next_topic_id: 1,
             next_producer_id: first_producer_id(),
+            coordinators: default_coordinators(),
             topics: BTreeMap::new(),
         }
     }
@@ -67,6 +71,10 @@ impl Catalog {
 
 fn first_producer_id() -> u64 {
     1
+}
+
+fn default_coordinators() -> u32 {
+    8
 }
 
 /// Reads and atomically replaces the catalog file.

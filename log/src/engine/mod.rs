@@ -6,12 +6,14 @@
 //! (`arc-swap`). See `docs/ARCHITECTURE.md`.
 
 mod catalog;
+pub mod group;
 mod partitioner;
 mod shard;
 mod topic;
 mod wake;
 
 pub use catalog::{CATALOG_FILE, Catalog, CatalogStore, TopicMeta};
+pub use group::{AssignmentStrategy, GroupSummary, Membership, TopicPartition};
 pub use partitioner::{Partitioning, partition_for_key};
 pub use shard::{
     DurableObserver, ObserverFactory, OffsetQuery, PartitionId, PartitionState, ShardCore, Turn,
@@ -215,6 +217,23 @@ impl Engine {
             }),
         };
         let mut opens = Vec::new();
+        for k in 0..catalog.coordinators {
+            let dir = engine
+                .inner
+                .config
+                .data_dir
+                .join(group::GROUPS_DIR)
+                .join(k.to_string());
+            let defaults = engine.inner.config.partition_defaults.clone();
+            opens.push(engine.request(k as usize % engine.shard_count(), |reply| {
+                Command::OpenCoordinator {
+                    index: k,
+                    dir,
+                    defaults,
+                    reply,
+                }
+            })?);
+        }
         for topic in catalog.topics.values() {
             for p in 0..topic.config.partitions {
                 opens.push(engine.open_partition(topic, p)?);
@@ -499,6 +518,153 @@ impl Engine {
     ) -> Result<Pending<Option<u64>>> {
         let (id, shard) = self.partition_id(topic, partition)?;
         self.request(shard, |reply| Command::Offset { id, query, reply })
+    }
+
+    fn coordinator(&self, group: &str) -> Result<(u32, usize)> {
+        validate_topic_name(group).map_err(|_| Error::InvalidGroupName(group.to_owned()))?;
+        let k = group::coordinator_for(group, self.inner.catalog.load().coordinators);
+        Ok((k, k as usize % self.shard_count()))
+    }
+
+    /// Joins (or re-joins, with `member_id`) a consumer group subscribed to `topics`.
+    ///
+    /// The coordinator assigns partitions with the group's strategy (set by its first
+    /// member) and bumps the generation whenever membership changes. The member must
+    /// heartbeat within `session_timeout` or it is expired and its partitions move.
+    pub fn join_group(
+        &self,
+        group: &str,
+        member_id: Option<&str>,
+        topics: &[&str],
+        strategy: AssignmentStrategy,
+        session_timeout: Duration,
+    ) -> Result<Pending<Membership>> {
+        let (coordinator, shard) = self.coordinator(group)?;
+        let catalog = self.inner.catalog.load();
+        let mut partitions = std::collections::BTreeMap::new();
+        for t in topics {
+            let meta = catalog
+                .topics
+                .get(*t)
+                .ok_or_else(|| Error::UnknownTopic((*t).to_owned()))?;
+            partitions.insert((*t).to_owned(), meta.config.partitions);
+        }
+        let topics = topics.iter().map(|t| (*t).to_owned()).collect();
+        let group = group.to_owned();
+        let member_id = member_id.map(str::to_owned);
+        self.request(shard, |reply| Command::JoinGroup {
+            coordinator,
+            group,
+            member_id,
+            topics,
+            strategy,
+            session_timeout,
+            partitions,
+            reply,
+        })
+    }
+
+    /// Keeps a member alive; answers with the group's current generation and the member's
+    /// assignment (a new generation means a rebalance happened).
+    pub fn heartbeat(&self, group: &str, member_id: &str) -> Result<Pending<Membership>> {
+        let (coordinator, shard) = self.coordinator(group)?;
+        let (group, member_id) = (group.to_owned(), member_id.to_owned());
+        self.request(shard, |reply| Command::Heartbeat {
+            coordinator,
+            group,
+            member_id,
+            reply,
+        })
+    }
+
+    /// Leaves a group; its partitions are reassigned to the remaining members.
+    pub fn leave_group(&self, group: &str, member_id: &str) -> Result<Pending<()>> {
+        let (coordinator, shard) = self.coordinator(group)?;
+        let (group, member_id) = (group.to_owned(), member_id.to_owned());
+        self.request(shard, |reply| Command::LeaveGroup {
+            coordinator,
+            group,
+            member_id,
+            reply,
+        })
+    }
+
+    /// Commits offsets (the next offset to consume) for a group; durable when it resolves.
+    ///
+    /// `member` is `(member id, generation)`: a commit from a stale generation or an
+    /// unknown member is refused. Without a member the commit is accepted only while the
+    /// group has no members (offsets managed by hand).
+    pub fn commit_offsets(
+        &self,
+        group: &str,
+        member: Option<(&str, u32)>,
+        offsets: &[(TopicPartition, u64)],
+    ) -> Result<Pending<()>> {
+        let (coordinator, shard) = self.coordinator(group)?;
+        let catalog = self.inner.catalog.load();
+        for (tp, _) in offsets {
+            let meta = catalog
+                .topics
+                .get(&tp.topic)
+                .ok_or_else(|| Error::UnknownTopic(tp.topic.clone()))?;
+            if tp.partition >= meta.config.partitions {
+                return Err(Error::UnknownPartition {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                });
+            }
+        }
+        let group = group.to_owned();
+        let member = member.map(|(m, g)| (m.to_owned(), g));
+        let offsets = offsets.to_vec();
+        self.request(shard, |reply| Command::CommitOffsets {
+            coordinator,
+            group,
+            member,
+            offsets,
+            reply,
+        })
+    }
+
+    /// The group's committed offsets for `partitions` (None where nothing was committed).
+    pub fn committed_offsets(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Pending<Vec<Option<u64>>>> {
+        let (coordinator, shard) = self.coordinator(group)?;
+        let group = group.to_owned();
+        let partitions = partitions.to_vec();
+        self.request(shard, |reply| Command::FetchOffsets {
+            coordinator,
+            group,
+            partitions,
+            reply,
+        })
+    }
+
+    /// A group's members, assignment and committed offsets, if the group exists.
+    pub fn describe_group(&self, group: &str) -> Result<Pending<Option<GroupSummary>>> {
+        let (coordinator, shard) = self.coordinator(group)?;
+        let group = group.to_owned();
+        self.request(shard, |reply| Command::DescribeGroup {
+            coordinator,
+            group,
+            reply,
+        })
+    }
+
+    /// Names of every known group (with members or committed offsets).
+    pub fn list_groups(&self) -> Result<Vec<String>> {
+        let pending: Vec<_> = (0..self.shard_count())
+            .map(|s| self.request(s, |reply| Command::ListGroups { reply }))
+            .collect::<Result<_>>()?;
+        let mut names = Vec::new();
+        for p in pending {
+            names.extend(p.wait()?);
+        }
+        names.sort();
+        Ok(names)
     }
 
     /// Applies every partition's retention settings as of `now`; returns segments deleted.

@@ -6,16 +6,17 @@
 //! eventfd, which both other threads and the partitions' io_uring rings signal, so the
 //! same core can later be driven from an async reactor instead of [`run`].
 
+use super::group::{AssignmentStrategy, Coordinator, GroupSummary, Membership, TopicPartition};
 use super::wake::Waker;
 use crate::config::{Durability, PartitionConfig};
 use crate::error::{Error, Result};
 use crate::partition::{Appended, Fetch, Partition};
 use bytes::BytesMut;
 use crossbeam_queue::ArrayQueue;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 /// Most commands handled in one turn, so that completions are not starved.
@@ -100,6 +101,55 @@ pub(crate) enum Command {
     },
     Shutdown {
         reply: Reply<()>,
+    },
+    OpenCoordinator {
+        index: u32,
+        dir: PathBuf,
+        defaults: PartitionConfig,
+        reply: Reply<()>,
+    },
+    JoinGroup {
+        coordinator: u32,
+        group: String,
+        member_id: Option<String>,
+        topics: Vec<String>,
+        strategy: AssignmentStrategy,
+        session_timeout: Duration,
+        partitions: BTreeMap<String, u32>,
+        reply: Reply<Membership>,
+    },
+    Heartbeat {
+        coordinator: u32,
+        group: String,
+        member_id: String,
+        reply: Reply<Membership>,
+    },
+    LeaveGroup {
+        coordinator: u32,
+        group: String,
+        member_id: String,
+        reply: Reply<()>,
+    },
+    CommitOffsets {
+        coordinator: u32,
+        group: String,
+        member: Option<(String, u32)>,
+        offsets: Vec<(TopicPartition, u64)>,
+        reply: Reply<()>,
+    },
+    FetchOffsets {
+        coordinator: u32,
+        group: String,
+        partitions: Vec<TopicPartition>,
+        reply: Reply<Vec<Option<u64>>>,
+    },
+    DescribeGroup {
+        coordinator: u32,
+        group: String,
+        reply: Reply<Option<GroupSummary>>,
+    },
+    ListGroups {
+        reply: Reply<Vec<String>>,
     },
 }
 
@@ -227,6 +277,8 @@ pub struct ShardCore {
     max_parked: usize,
     stopped: bool,
     observer: Option<Box<dyn DurableObserver>>,
+    /// Group coordinators hosted here, with whether their log signals the eventfd.
+    coordinators: HashMap<u32, (Coordinator, bool)>,
 }
 
 impl ShardCore {
@@ -246,6 +298,7 @@ impl ShardCore {
             max_parked,
             stopped: false,
             observer,
+            coordinators: HashMap::new(),
         }
     }
 
@@ -261,6 +314,10 @@ impl ShardCore {
                 .slots
                 .values()
                 .any(|s| !s.signals && s.partition.is_writing())
+            || self
+                .coordinators
+                .values()
+                .any(|(c, signals)| !signals && c.is_writing())
     }
 
     /// Does one round of non-blocking work.
@@ -296,6 +353,13 @@ impl ShardCore {
             progressed |= slot.settle_waiters();
             progressed |= slot.settle_tailers(now, &mut next_deadline);
             self.parked += slot.tailers.len();
+        }
+        for (c, _) in self.coordinators.values_mut() {
+            let (p, deadline) = c.tick(now);
+            progressed |= p;
+            if let Some(d) = deadline {
+                next_deadline = Some(next_deadline.map_or(d, |n: Instant| n.min(d)));
+            }
         }
         Turn {
             progressed,
@@ -454,8 +518,119 @@ impl ShardCore {
                     None => Ok(deleted),
                 });
             }
+            Command::OpenCoordinator {
+                index,
+                dir,
+                defaults,
+                reply,
+            } => {
+                let result = Coordinator::open(&dir, &defaults).and_then(|c| {
+                    let signals = c.register_completion_eventfd(self.waker.fd())?;
+                    self.coordinators.insert(index, (c, signals));
+                    Ok(())
+                });
+                let _ = reply.send(result);
+            }
+            Command::JoinGroup {
+                coordinator,
+                group,
+                member_id,
+                topics,
+                strategy,
+                session_timeout,
+                partitions,
+                reply,
+            } => {
+                let result = self.coordinator(coordinator).and_then(|c| {
+                    c.group(&group).join(
+                        member_id.as_deref(),
+                        topics,
+                        strategy,
+                        session_timeout,
+                        partitions,
+                        now,
+                    )
+                });
+                let _ = reply.send(result);
+            }
+            Command::Heartbeat {
+                coordinator,
+                group,
+                member_id,
+                reply,
+            } => {
+                let result = self.coordinator(coordinator).and_then(|c| {
+                    c.existing_group(&group)
+                        .ok_or_else(|| Error::UnknownMember(member_id.clone()))?
+                        .heartbeat(&member_id, now)
+                });
+                let _ = reply.send(result);
+            }
+            Command::LeaveGroup {
+                coordinator,
+                group,
+                member_id,
+                reply,
+            } => {
+                let result = self.coordinator(coordinator).and_then(|c| {
+                    c.existing_group(&group)
+                        .ok_or_else(|| Error::UnknownMember(member_id.clone()))?
+                        .leave(&member_id)
+                });
+                let _ = reply.send(result);
+            }
+            Command::CommitOffsets {
+                coordinator,
+                group,
+                member,
+                offsets,
+                reply,
+            } => match self.coordinator(coordinator) {
+                Ok(c) => c.commit(
+                    &group,
+                    member.as_ref().map(|(m, g)| (m.as_str(), *g)),
+                    offsets,
+                    reply,
+                ),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::FetchOffsets {
+                coordinator,
+                group,
+                partitions,
+                reply,
+            } => {
+                let result = self
+                    .coordinator(coordinator)
+                    .map(|c| c.committed(&group, &partitions));
+                let _ = reply.send(result);
+            }
+            Command::DescribeGroup {
+                coordinator,
+                group,
+                reply,
+            } => {
+                let result = self.coordinator(coordinator).map(|c| c.describe(&group));
+                let _ = reply.send(result);
+            }
+            Command::ListGroups { reply } => {
+                let mut names: Vec<String> = self
+                    .coordinators
+                    .values()
+                    .flat_map(|(c, _)| c.group_names())
+                    .collect();
+                names.sort();
+                let _ = reply.send(Ok(names));
+            }
             Command::Shutdown { reply } => {
                 let mut first_error = None;
+                for (_, (c, _)) in self.coordinators.drain() {
+                    if let Err(e) = c.close() {
+                        first_error.get_or_insert(e);
+                    }
+                }
                 for (_, mut slot) in self.slots.drain() {
                     if let Err(e) = slot.partition.flush() {
                         slot.fail_dropped(&e);
@@ -490,6 +665,19 @@ fn last_next_offset(bytes: &[u8]) -> Option<u64> {
         pos += h.length as usize;
     }
     next
+}
+
+impl ShardCore {
+    fn coordinator(&mut self, index: u32) -> Result<&mut Coordinator> {
+        let shard = self.index;
+        self.coordinators
+            .get_mut(&index)
+            .map(|(c, _)| c)
+            .ok_or_else(|| Error::Corrupt {
+                path: PathBuf::from(format!("coordinator {index}")),
+                reason: format!("coordinator {index} is not open on shard {shard}"),
+            })
+    }
 }
 
 fn unknown(id: PartitionId) -> Error {
@@ -534,6 +722,23 @@ pub(crate) fn refuse(cmd: Command) {
         }
         Command::Shutdown { reply } => {
             let _ = reply.send(Ok(()));
+        }
+        Command::OpenCoordinator { reply, .. }
+        | Command::LeaveGroup { reply, .. }
+        | Command::CommitOffsets { reply, .. } => {
+            let _ = reply.send(Err(Error::ShuttingDown));
+        }
+        Command::JoinGroup { reply, .. } | Command::Heartbeat { reply, .. } => {
+            let _ = reply.send(Err(Error::ShuttingDown));
+        }
+        Command::FetchOffsets { reply, .. } => {
+            let _ = reply.send(Err(Error::ShuttingDown));
+        }
+        Command::DescribeGroup { reply, .. } => {
+            let _ = reply.send(Err(Error::ShuttingDown));
+        }
+        Command::ListGroups { reply } => {
+            let _ = reply.send(Err(Error::ShuttingDown));
         }
     }
 }
