@@ -783,3 +783,85 @@ fn a_silent_member_is_expired_and_its_partitions_move() {
         Err(Error::InvalidGroupName(_))
     ));
 }
+
+#[test]
+fn tailing_readers_see_every_acknowledged_record_exactly_once_while_producers_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 2)).unwrap();
+    const PARTITIONS: u32 = 4;
+    const PER_PARTITION: usize = 120;
+    engine.create_topic("live", topic(PARTITIONS)).unwrap();
+    // One tailing reader per partition, started before anything is written.
+    let readers: Vec<_> = (0..PARTITIONS)
+        .map(|p| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut offset = 0u64;
+                let mut scratch = Vec::new();
+                while got.len() < PER_PARTITION {
+                    let fetch = engine
+                        .fetch("live", p, offset, 16 * 1024, Some(Duration::from_secs(30)))
+                        .unwrap()
+                        .wait()
+                        .unwrap();
+                    assert!(
+                        !fetch.bytes.is_empty(),
+                        "woken with data before the deadline"
+                    );
+                    for b in BatchIter::new(&fetch.bytes) {
+                        for r in b.unwrap().records(&mut scratch).unwrap() {
+                            let r = r.unwrap();
+                            if r.offset >= offset {
+                                assert_eq!(r.offset, offset, "no gaps");
+                                got.push(r.value.unwrap().to_vec());
+                                offset += 1;
+                            }
+                        }
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    // Two producers per partition, interleaving single-record batches.
+    let producers: Vec<_> = (0..PARTITIONS * 2)
+        .map(|i| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let p = i % PARTITIONS;
+                for seq in 0..PER_PARTITION / 2 {
+                    let v = format!("{i}:{seq}").into_bytes();
+                    engine
+                        .produce("live", p, batch(&[v]))
+                        .unwrap()
+                        .wait()
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in producers {
+        t.join().unwrap();
+    }
+    for (p, t) in readers.into_iter().enumerate() {
+        let got = t.join().unwrap();
+        assert_eq!(got.len(), PER_PARTITION);
+        // Each producer's records arrive once each, in the order it sent them.
+        for producer in [p, p + PARTITIONS as usize] {
+            let mine: Vec<usize> = got
+                .iter()
+                .map(|v| String::from_utf8(v.clone()).unwrap())
+                .filter_map(|s| {
+                    let (who, seq) = s.split_once(':').unwrap();
+                    (who.parse::<usize>().unwrap() == producer).then(|| seq.parse().unwrap())
+                })
+                .collect();
+            assert_eq!(
+                mine,
+                (0..PER_PARTITION / 2).collect::<Vec<_>>(),
+                "partition {p}, producer {producer}"
+            );
+        }
+    }
+}
