@@ -6,6 +6,7 @@
 //! ```text
 //! offset index entry (8 bytes):  relative_offset u32 | position u32
 //! time index entry  (12 bytes):  timestamp i64       | relative_offset u32
+//! index file:                    entries | crc32 of the entries u32 | magic "SIX1"
 //! ```
 
 use crate::format::BatchHeader;
@@ -14,6 +15,30 @@ use crate::format::BatchHeader;
 pub const OFFSET_ENTRY_LEN: usize = 8;
 /// Size of one time index entry.
 pub const TIME_ENTRY_LEN: usize = 12;
+/// Last four bytes of an index file.
+pub const INDEX_FILE_MAGIC: [u8; 4] = *b"SIX1";
+/// Bytes after the entries in an index file: CRC-32 of the entries, then the magic.
+pub const INDEX_TRAILER_LEN: usize = 8;
+
+/// Encodes an index file: the entries followed by their CRC-32 and the magic.
+pub fn encode_file(entries: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() + INDEX_TRAILER_LEN);
+    out.extend_from_slice(entries);
+    out.extend_from_slice(&crc32fast::hash(entries).to_le_bytes());
+    out.extend_from_slice(&INDEX_FILE_MAGIC);
+    out
+}
+
+/// The entries of an index file, if its trailer checks out and it holds whole entries.
+pub fn decode_file(bytes: &[u8], entry_len: usize) -> Option<&[u8]> {
+    let body_len = bytes.len().checked_sub(INDEX_TRAILER_LEN)?;
+    let (entries, trailer) = bytes.split_at(body_len);
+    let crc = u32::from_le_bytes(trailer[..4].try_into().ok()?);
+    (trailer[4..] == INDEX_FILE_MAGIC
+        && body_len % entry_len == 0
+        && crc32fast::hash(entries) == crc)
+        .then_some(entries)
+}
 
 #[inline]
 fn u32_at(b: &[u8], pos: usize) -> u32 {
@@ -291,6 +316,29 @@ mod tests {
         assert_eq!(lookup_time(t, 25), 1);
         assert_eq!(lookup_time(t, 41), 4);
         assert_eq!(b.max_timestamp(), Some(40));
+    }
+
+    #[test]
+    fn index_files_detect_cuts_and_flips() {
+        let entries: Vec<u8> = (0..48u8).collect();
+        let file = encode_file(&entries);
+        assert_eq!(decode_file(&file, OFFSET_ENTRY_LEN), Some(&entries[..]));
+        for cut in 0..file.len() {
+            assert_eq!(
+                decode_file(&file[..cut], OFFSET_ENTRY_LEN),
+                None,
+                "cut at {cut}"
+            );
+        }
+        for bit in 0..file.len() * 8 {
+            let mut f = file.clone();
+            f[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(decode_file(&f, OFFSET_ENTRY_LEN), None, "bit {bit}");
+        }
+        assert_eq!(
+            decode_file(&encode_file(&[]), TIME_ENTRY_LEN),
+            Some(&[][..])
+        );
     }
 
     #[test]

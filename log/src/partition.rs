@@ -559,7 +559,8 @@ impl Partition {
     /// Flushes and syncs everything, writes the indexes and marks the shutdown clean.
     pub fn close(mut self) -> Result<()> {
         self.flush()?;
-        self.active.checkpoint(&self.dir)?;
+        let dir = self.dir.clone();
+        self.active.checkpoint(&dir)?;
         self.write_producer_snapshot();
         let marker = self.dir.join(CLEAN_SHUTDOWN_MARKER);
         File::create(&marker).at(&marker)?;

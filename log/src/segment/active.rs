@@ -1,12 +1,13 @@
 //! The active segment: the one file a partition appends to.
 
+use super::FileSource;
 use super::{
     INDEX_SUFFIX, LOG_SUFFIX, LocalSegment, Recovered, SealedSegment, TIME_INDEX_SUFFIX, map_file,
-    read_if_exists, recover, reserve, segment_path, write_indexes,
+    read_index_file, recover, reserve, segment_path, write_indexes,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::format::BatchHeader;
-use crate::index::IndexBuilder;
+use crate::index::{IndexBuilder, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
 use bytes::Bytes;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -87,23 +88,25 @@ impl ActiveSegment {
         let file_len = file.metadata().at(&path)?.len();
         let (offsets, times) = if clean {
             (
-                read_if_exists(&segment_path(dir, base, INDEX_SUFFIX))?,
-                read_if_exists(&segment_path(dir, base, TIME_INDEX_SUFFIX))?,
+                read_index_file(&segment_path(dir, base, INDEX_SUFFIX), OFFSET_ENTRY_LEN)?,
+                read_index_file(&segment_path(dir, base, TIME_INDEX_SUFFIX), TIME_ENTRY_LEN)?,
             )
         } else {
             (None, None)
         };
-        let rec = {
-            let data = map_file(&file, file_len, &path)?;
-            recover(
-                &data,
-                base,
-                offsets.as_deref(),
-                times.as_deref(),
-                interval,
-                !clean,
-            )
+        let source = FileSource {
+            file: &file,
+            len: file_len,
         };
+        let rec = recover(
+            &source,
+            base,
+            offsets.as_deref(),
+            times.as_deref(),
+            interval,
+            !clean,
+        )
+        .at(&path)?;
         if rec.valid_len > crate::config::MAX_SEGMENT_BYTES {
             return Err(Error::Corrupt {
                 path,
@@ -159,8 +162,12 @@ impl ActiveSegment {
     }
 
     /// Writes the indexes for a clean shutdown, leaving the segment active.
-    pub fn checkpoint(&self, dir: &Path) -> Result<()> {
+    ///
+    /// The time index gets a final entry with the largest timestamp, so that a clean
+    /// reopen, which scans only from the last offset index entry, still knows it.
+    pub fn checkpoint(&mut self, dir: &Path) -> Result<()> {
         self.file.sync_data().at(&self.path)?;
+        self.index.seal();
         write_indexes(dir, self.base_offset, &self.index)
     }
 

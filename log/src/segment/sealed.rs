@@ -1,10 +1,11 @@
 //! Sealed segments: immutable, indexed, read through a [`SegmentStore`].
 
 use super::{
-    INDEX_SUFFIX, LOG_SUFFIX, LocalSegment, SegmentStore, TIME_INDEX_SUFFIX, map_file,
-    read_if_exists, recover, segment_path, write_indexes,
+    FileSource, INDEX_SUFFIX, LOG_SUFFIX, LocalSegment, SegmentStore, TIME_INDEX_SUFFIX, map_file,
+    read_index_file, recover, segment_path, write_indexes,
 };
 use crate::error::{IoContext, Result};
+use crate::index::{OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
 use bytes::Bytes;
 use std::fs::File;
 use std::path::Path;
@@ -28,17 +29,20 @@ impl SealedSegment {
         let path = segment_path(dir, base, LOG_SUFFIX);
         let file = File::open(&path).at(&path)?;
         let len = file.metadata().at(&path)?.len();
-        let data = map_file(&file, len, &path)?;
-        let offsets = read_if_exists(&segment_path(dir, base, INDEX_SUFFIX))?;
-        let times = read_if_exists(&segment_path(dir, base, TIME_INDEX_SUFFIX))?;
+        let source = FileSource { file: &file, len };
+        let offsets = read_index_file(&segment_path(dir, base, INDEX_SUFFIX), OFFSET_ENTRY_LEN)?;
+        let times = read_index_file(&segment_path(dir, base, TIME_INDEX_SUFFIX), TIME_ENTRY_LEN)?;
         let mut rec = recover(
-            &data,
+            &source,
             base,
             offsets.as_deref(),
             times.as_deref(),
             interval,
             false,
-        );
+        )
+        .at(&path)?;
+        // Map only the valid bytes: nothing past them is ever read.
+        let data = map_file(&file, rec.valid_len, &path)?;
         rec.index.seal();
         if let Some(stop) = &rec.damage {
             tracing::warn!(
