@@ -295,12 +295,11 @@ mod tests {
             max_batch_bytes: 16 << 20,
             ..BuilderOptions::default()
         });
-        let mut offset = 0;
-        for &n in sizes {
-            b.push(offset as i64, None, Some(&vec![7u8; n]), &[]).unwrap();
+        for (offset, &n) in sizes.iter().enumerate() {
+            b.push(offset as i64, None, Some(&vec![7u8; n]), &[])
+                .unwrap();
             let mut batch = b.finish().unwrap();
-            crate::format::patch_base_offset(&mut batch, offset);
-            offset += 1;
+            crate::format::patch_base_offset(&mut batch, offset as u64);
             out.extend_from_slice(&batch);
         }
         out
