@@ -170,6 +170,8 @@ pub struct IndexBuilder {
     max_timestamp: i64,
     max_timestamp_rel: u32,
     batches: u64,
+    /// Resumed from a time index with entries (so a largest timestamp is known).
+    resumed_with_times: bool,
 }
 
 impl IndexBuilder {
@@ -186,6 +188,7 @@ impl IndexBuilder {
             max_timestamp: i64::MIN,
             max_timestamp_rel: 0,
             batches: 0,
+            resumed_with_times: false,
         }
     }
 
@@ -201,6 +204,7 @@ impl IndexBuilder {
             b.last_time_ts = ts;
             b.max_timestamp = ts;
             b.max_timestamp_rel = rel;
+            b.resumed_with_times = true;
         }
         b
     }
@@ -213,7 +217,9 @@ impl IndexBuilder {
             self.offsets.extend_from_slice(&pos.to_le_bytes());
             self.last_offset_pos = pos;
         }
-        if header.max_timestamp > self.max_timestamp {
+        if header.max_timestamp > self.max_timestamp
+            || (self.batches == 0 && !self.resumed_with_times)
+        {
             self.max_timestamp = header.max_timestamp;
             self.max_timestamp_rel = rel;
         }
@@ -244,7 +250,7 @@ impl IndexBuilder {
 
     /// Largest timestamp observed, if any batch was.
     pub fn max_timestamp(&self) -> Option<i64> {
-        (self.max_timestamp != i64::MIN).then_some(self.max_timestamp)
+        (self.batches > 0 || self.resumed_with_times).then_some(self.max_timestamp)
     }
 
     /// The offset index bytes.
@@ -339,6 +345,15 @@ mod tests {
             decode_file(&encode_file(&[]), TIME_ENTRY_LEN),
             Some(&[][..])
         );
+    }
+
+    #[test]
+    fn a_segment_of_minimal_timestamps_still_has_a_max() {
+        let mut b = IndexBuilder::new(0, 1);
+        assert_eq!(b.max_timestamp(), None);
+        b.observe(0, &header(0, 1, i64::MIN));
+        b.observe(100, &header(1, 1, i64::MIN));
+        assert_eq!(b.max_timestamp(), Some(i64::MIN));
     }
 
     #[test]

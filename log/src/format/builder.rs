@@ -127,7 +127,7 @@ impl BatchBuilder {
         }
         let delta = timestamp.wrapping_sub(self.base_timestamp);
         let body = record::body_len(self.count, delta, key, value, headers);
-        let size = self.buf.len() + body + 5;
+        let size = self.buf.len() + record::varint_len(body as u64) + body;
         if size > self.options.max_batch_bytes {
             return Err(FormatError::TooLarge {
                 size,

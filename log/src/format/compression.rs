@@ -33,6 +33,9 @@ impl Compression {
     }
 }
 
+/// Upper bound of lz4's expansion: one byte of a match length token covers 255 bytes.
+const LZ4_MAX_RATIO: usize = 255;
+
 /// Appends `input` compressed as `[u32 LE uncompressed length][lz4 block]` to `out`.
 pub(crate) fn lz4_compress_into(input: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
@@ -57,6 +60,17 @@ pub(crate) fn lz4_decompress_into(input: &[u8], out: &mut Vec<u8>) -> Result<(),
             "uncompressed length {len} exceeds {MAX_UNCOMPRESSED_LEN}"
         )));
     }
+    // lz4 expands at most ~255x: refuse a claimed length the input cannot produce before
+    // allocating for it, so a tiny batch cannot make a reader allocate 256 MiB.
+    let possible = (input.len() - 4)
+        .saturating_mul(LZ4_MAX_RATIO)
+        .saturating_add(16);
+    if len > possible {
+        return Err(FormatError::Decompress(format!(
+            "uncompressed length {len} is more than {} compressed bytes can hold",
+            input.len() - 4
+        )));
+    }
     out.clear();
     out.resize(len, 0);
     let n = lz4_flex::block::decompress_into(&input[4..], out)
@@ -67,4 +81,25 @@ pub(crate) fn lz4_decompress_into(input: &[u8], out: &mut Vec<u8>) -> Result<(),
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_refuses_impossible_lengths_before_allocating() {
+        let input = vec![42u8; 100_000];
+        let mut c = Vec::new();
+        lz4_compress_into(&input, &mut c);
+        let mut out = Vec::new();
+        lz4_decompress_into(&c, &mut out).unwrap();
+        assert_eq!(out, input);
+        // A few bytes claiming 256 MiB are refused without allocating it.
+        let mut bomb = (MAX_UNCOMPRESSED_LEN as u32).to_le_bytes().to_vec();
+        bomb.extend_from_slice(&[0u8; 8]);
+        let mut out = Vec::new();
+        assert!(lz4_decompress_into(&bomb, &mut out).is_err());
+        assert_eq!(out.capacity(), 0, "nothing was allocated");
+    }
 }
