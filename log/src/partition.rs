@@ -205,6 +205,12 @@ impl Partition {
             let Some((base, suffix)) = name.to_str().and_then(segment::parse_segment_name) else {
                 continue;
             };
+            if suffix.ends_with(".tmp") {
+                // An index write interrupted by a crash: the rename never happened.
+                let path = entry.path();
+                std::fs::remove_file(&path).at(&path)?;
+                continue;
+            }
             match suffix {
                 LOG_SUFFIX => {
                     logs.insert(base);

@@ -360,6 +360,17 @@ fn crash_during_a_segment_roll() {
             let report = p.open_report().clone();
             assert_eq!(report.segments, segments, "{ctx}: {report:?}");
             assert_eq!(report.truncated_because, None, "{ctx}: {report:?}");
+            for name in ["index.tmp", "timeindex.tmp"] {
+                let tmp = dir.join(format!("{:020}.{name}", 0));
+                assert!(!tmp.exists(), "{ctx}: leftover {name} is removed on open");
+            }
+            if segments == 2 {
+                assert_eq!(
+                    file_len(&seg_file(dir, 0, "log")),
+                    old_len,
+                    "{ctx}: an untrimmed old segment is trimmed when reopened"
+                );
+            }
             assert_eq!(p.high_watermark(), hw, "{ctx}");
             assert_eq!(p.log_start_offset(), 0, "{ctx}");
             let expected: Vec<u64> = (0..hw).collect();

@@ -41,6 +41,16 @@ impl SealedSegment {
             false,
         )
         .at(&path)?;
+        if rec.damage.is_none() && len > rec.valid_len {
+            // Zeros left past the data by a crash during a roll (before the trim).
+            let trimmed = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(rec.valid_len).and_then(|()| f.sync_all()));
+            if let Err(e) = trimmed {
+                tracing::warn!(path = %path.display(), error = %e, "could not trim a sealed segment");
+            }
+        }
         // Map only the valid bytes: nothing past them is ever read.
         let data = map_file(&file, rec.valid_len, &path)?;
         rec.index.seal();
