@@ -1,0 +1,270 @@
+//! Engine throughput against the single-partition log, in one run (criterion).
+//!
+//! 100-byte records in batches of 100, Written durability. Three producers of the same
+//! pre-encoded batches, each keeping `WINDOW` batches in flight:
+//!
+//! * `log`: one `Partition`, `submit` + `wait` on the calling thread (the raw log path);
+//! * `engine-1-shard`: an `Engine` with one shard and a two-partition topic, two producer
+//!   threads (one per partition);
+//! * `engine-2-shards`: the same with two shards, so each partition has its own core.
+//!
+//! Fetch reads every record back (`Partition::read` vs `Engine::fetch`, whole batches,
+//! headers checked), each partition 8 times per iteration.
+//!
+//! Besides criterion's msgs/s, each produce case prints its msgs per CPU-second (process
+//! CPU time, all threads and io_uring workers included): the engine uses more threads
+//! than the log, so `engine-1-shard / log` per CPU-second is its overhead per core, and
+//! `engine-2-shards / engine-1-shard` in msgs/s is how it scales when the load is spread.
+//! On a 2-core machine the producer threads share the cores with the shards.
+
+use bytes::BytesMut;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use strata_bench::process_cpu;
+use strata_log::format::{BatchBuilder, BatchIter, BuilderOptions};
+use strata_log::{Durability, Engine, EngineConfig, Partition, PartitionConfig, TopicConfig};
+
+/// Rounds of reading every partition in one fetch iteration.
+const FETCH_ROUNDS: u64 = 8;
+
+/// Accumulates wall and CPU time of one case and prints msgs per CPU-second at the end.
+struct CpuMeter {
+    name: &'static str,
+    msgs: u64,
+    cpu: Duration,
+    wall: Duration,
+}
+
+impl CpuMeter {
+    fn new(name: &'static str) -> Self {
+        CpuMeter {
+            name,
+            msgs: 0,
+            cpu: Duration::ZERO,
+            wall: Duration::ZERO,
+        }
+    }
+
+    /// Runs `f`, counting `msgs` messages, and returns its wall time.
+    fn measure(&mut self, msgs: u64, f: impl FnOnce()) -> Duration {
+        let (cpu0, t) = (process_cpu(), Instant::now());
+        f();
+        let wall = t.elapsed();
+        self.cpu += process_cpu().saturating_sub(cpu0);
+        self.wall += wall;
+        self.msgs += msgs;
+        wall
+    }
+}
+
+impl Drop for CpuMeter {
+    fn drop(&mut self) {
+        if self.msgs > 0 && !self.cpu.is_zero() {
+            println!(
+                "{}: {:.2} M msgs per CPU-second, {:.2} CPU cores busy on average",
+                self.name,
+                self.msgs as f64 / self.cpu.as_secs_f64() / 1e6,
+                self.cpu.as_secs_f64() / self.wall.as_secs_f64()
+            );
+        }
+    }
+}
+
+const RECORD: usize = 100;
+const PER_BATCH: usize = 100;
+const BATCHES: usize = 400; // per producer per iteration: 40 000 records
+const WINDOW: usize = 16;
+const SEGMENT: u64 = 64 << 20;
+
+fn batches() -> Vec<BytesMut> {
+    let mut b = BatchBuilder::new(BuilderOptions::default());
+    let value = [0x5Au8; RECORD];
+    (0..BATCHES)
+        .map(|i| {
+            for r in 0..PER_BATCH {
+                b.push((i * PER_BATCH + r) as i64, None, Some(&value), &[])
+                    .unwrap();
+            }
+            b.finish().unwrap()
+        })
+        .collect()
+}
+
+fn partition_config() -> PartitionConfig {
+    PartitionConfig {
+        segment_bytes: SEGMENT,
+        durability: Durability::Written,
+        retention_age: None,
+        ..PartitionConfig::default()
+    }
+}
+
+fn engine(dir: &std::path::Path, shards: usize) -> Engine {
+    let mut c = EngineConfig::new(dir);
+    c.shards = shards;
+    c.partition_defaults = partition_config();
+    let e = Engine::open(c).unwrap();
+    let topic = TopicConfig {
+        partitions: 2,
+        segment_bytes: SEGMENT,
+        retention_ms: None,
+        ..TopicConfig::default()
+    };
+    e.create_topic("bench", topic).unwrap();
+    e
+}
+
+/// Produces `batches` to one partition with `WINDOW` requests in flight.
+fn produce_engine(e: &Engine, partition: u32, batches: Vec<BytesMut>) {
+    let mut inflight = VecDeque::with_capacity(WINDOW);
+    for b in batches {
+        if inflight.len() == WINDOW {
+            let p: strata_log::Pending<_> = inflight.pop_front().unwrap();
+            p.wait().unwrap();
+        }
+        inflight.push_back(e.produce("bench", partition, b).unwrap());
+    }
+    for p in inflight {
+        p.wait().unwrap();
+    }
+}
+
+fn produce_log(p: &mut Partition, batches: Vec<BytesMut>) {
+    let mut last = VecDeque::with_capacity(WINDOW);
+    for b in batches {
+        if last.len() == WINDOW {
+            let wanted: u64 = last.pop_front().unwrap();
+            while p.high_watermark() <= wanted {
+                p.wait().unwrap();
+            }
+        }
+        last.push_back(p.submit(b).unwrap().last_offset);
+    }
+    p.flush().unwrap();
+}
+
+fn count(bytes: &[u8]) -> u64 {
+    BatchIter::new(bytes)
+        .map(|b| u64::from(b.unwrap().header().record_count))
+        .sum()
+}
+
+fn bench_produce(c: &mut Criterion) {
+    let template = batches();
+    let mut g = c.benchmark_group("engine_produce_100B_written");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(6))
+        .warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements((BATCHES * PER_BATCH * 2) as u64));
+    let msgs = (BATCHES * PER_BATCH * 2) as u64;
+    let mut meter = CpuMeter::new("produce/log");
+    g.bench_function(BenchmarkId::from_parameter("log"), |bch| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Partition::open(dir.path(), partition_config()).unwrap();
+        bch.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                // The same two partitions' worth of records, on one thread.
+                let (a, b) = (template.clone(), template.clone());
+                total += meter.measure(msgs, || {
+                    produce_log(&mut p, a);
+                    produce_log(&mut p, b);
+                });
+            }
+            total
+        })
+    });
+    drop(meter);
+    for (shards, name) in [
+        (1usize, "produce/engine-1-shard"),
+        (2, "produce/engine-2-shard"),
+    ] {
+        let mut meter = CpuMeter::new(name);
+        g.bench_function(
+            BenchmarkId::from_parameter(format!("engine-{shards}-shard")),
+            |bch| {
+                let dir = tempfile::tempdir().unwrap();
+                let e = engine(dir.path(), shards);
+                bch.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let inputs = [template.clone(), template.clone()];
+                        total += meter.measure(msgs, || {
+                            std::thread::scope(|s| {
+                                for (partition, batches) in inputs.into_iter().enumerate() {
+                                    let e = &e;
+                                    s.spawn(move || produce_engine(e, partition as u32, batches));
+                                }
+                            });
+                        });
+                    }
+                    total
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+fn bench_fetch(c: &mut Criterion) {
+    let template = batches();
+    let records = (BATCHES * PER_BATCH * 2) as u64;
+    let mut g = c.benchmark_group("engine_fetch_100B");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(records * FETCH_ROUNDS));
+    g.bench_function(BenchmarkId::from_parameter("log"), |bch| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Partition::open(dir.path(), partition_config()).unwrap();
+        produce_log(&mut p, template.clone());
+        produce_log(&mut p, template.clone());
+        bch.iter(|| {
+            for _ in 0..FETCH_ROUNDS {
+                let mut offset = 0;
+                while offset < p.high_watermark() {
+                    offset += count(&p.read(offset, 1 << 20).unwrap().bytes);
+                }
+                assert_eq!(offset, records);
+            }
+        })
+    });
+    for shards in [1usize, 2] {
+        g.bench_function(
+            BenchmarkId::from_parameter(format!("engine-{shards}-shard")),
+            |bch| {
+                let dir = tempfile::tempdir().unwrap();
+                let e = engine(dir.path(), shards);
+                for partition in 0..2 {
+                    produce_engine(&e, partition, template.clone());
+                }
+                bch.iter(|| {
+                    std::thread::scope(|s| {
+                        for partition in 0..2u32 {
+                            let e = &e;
+                            s.spawn(move || {
+                                for _ in 0..FETCH_ROUNDS {
+                                    let mut offset = 0;
+                                    while offset < records / 2 {
+                                        let f = e
+                                            .fetch("bench", partition, offset, 1 << 20, None)
+                                            .unwrap()
+                                            .wait()
+                                            .unwrap();
+                                        offset += count(&f.bytes);
+                                    }
+                                    assert_eq!(offset, records / 2);
+                                }
+                            });
+                        }
+                    });
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_produce, bench_fetch);
+criterion_main!(benches);
