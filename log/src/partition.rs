@@ -187,7 +187,8 @@ impl Partition {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).at(&dir)?;
         let lock = lock_dir(&dir)?;
-        let driver = Driver::open(config.io_backend).map_err(Error::UringUnavailable)?;
+        let driver = Driver::open(config.io_backend.for_durability(config.durability))
+            .map_err(Error::UringUnavailable)?;
 
         let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
         let clean = marker.exists();

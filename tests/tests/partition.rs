@@ -676,6 +676,16 @@ fn configured_write_path_is_the_one_in_use() {
         verify(&p, &model, 0, &mut Rng::new(1), &ctx);
         p.close().unwrap();
     }
+    // Auto writes None and Written appends inline with pwritev (see IoBackend::Auto).
+    for durability in [Durability::None, Durability::Written] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path(), config(IoBackend::Auto, durability), "auto");
+        assert_eq!(
+            p.backend(),
+            ActiveBackend::Fallback,
+            "Auto with {durability:?}"
+        );
+    }
 }
 
 #[test]

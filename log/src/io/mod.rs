@@ -22,13 +22,28 @@ pub(crate) const MAX_IOVECS: usize = 1024;
 /// Which write path a partition uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoBackend {
-    /// io_uring when the kernel allows it, otherwise pwritev (said once in the log).
+    /// Fsync appends go through io_uring (writev linked to fdatasync), so the thread keeps
+    /// accepting appends while the disk flushes; None and Written appends are written
+    /// inline with pwritev, since a buffered io_uring write into fresh blocks is punted
+    /// to a kernel worker on ext4, which measured about 4x slower than pwritev
+    /// (docs/BENCHMARKS.md). Without io_uring everything uses pwritev (said once in the log).
     #[default]
     Auto,
-    /// io_uring only: opening fails if it is unavailable.
+    /// io_uring for every append: opening fails if it is unavailable.
     Uring,
     /// pwritev + fdatasync, even where io_uring works.
     Fallback,
+}
+
+impl IoBackend {
+    /// The path appends with `durability` take under this setting.
+    pub fn for_durability(self, durability: crate::config::Durability) -> IoBackend {
+        match (self, durability) {
+            (IoBackend::Auto, crate::config::Durability::Fsync) => IoBackend::Auto,
+            (IoBackend::Auto, _) => IoBackend::Fallback,
+            (other, _) => other,
+        }
+    }
 }
 
 /// The write path actually in use.
