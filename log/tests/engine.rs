@@ -865,3 +865,44 @@ fn tailing_readers_see_every_acknowledged_record_exactly_once_while_producers_wr
         }
     }
 }
+
+#[test]
+fn requests_racing_a_shutdown_are_all_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 2)).unwrap();
+    engine.create_topic("closing", topic(2)).unwrap();
+    // Queue requests without waiting, then shut down with them in flight.
+    let pending: Vec<_> = (0..200u32)
+        .map(|i| {
+            engine
+                .produce("closing", i % 2, batch(&[vec![1u8; 8]]))
+                .unwrap()
+        })
+        .collect();
+    let producer = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            // Keeps sending while the shutdown happens; every request must get an answer.
+            for i in 0..2000u32 {
+                match engine.produce("closing", i % 2, batch(&[vec![2u8; 8]])) {
+                    Ok(p) => match p.wait() {
+                        Ok(_) | Err(Error::ShuttingDown) => {}
+                        Err(e) => panic!("unexpected error {e}"),
+                    },
+                    Err(Error::ShuttingDown) => return,
+                    Err(e) => panic!("unexpected error {e}"),
+                }
+            }
+        })
+    };
+    engine.shutdown().unwrap();
+    for p in pending {
+        // Accepted before the shutdown command: written; the rest: refused. Never a hang.
+        assert!(matches!(p.wait(), Ok(_) | Err(Error::ShuttingDown)));
+    }
+    producer.join().unwrap();
+    assert!(matches!(
+        engine.produce("closing", 0, batch(&[vec![3u8; 8]])),
+        Err(Error::ShuttingDown)
+    ));
+}

@@ -31,7 +31,7 @@ use shard::Command;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -119,14 +119,24 @@ struct ShardHandle {
 }
 
 impl ShardHandle {
-    fn send(&self, index: usize, cmd: Command) -> Result<()> {
+    fn send(&self, index: usize, cmd: Command, stopped: &AtomicBool) -> Result<()> {
+        if stopped.load(Ordering::SeqCst) {
+            return Err(Error::ShuttingDown);
+        }
         match self.inbox.push(cmd) {
             Ok(()) => {
                 self.waker.wake();
+                // Shutdown may have drained this inbox between the check and the push:
+                // answer whatever is left rather than let it wait forever.
+                if stopped.load(Ordering::SeqCst) {
+                    while let Some(cmd) = self.inbox.pop() {
+                        shard::refuse(cmd);
+                    }
+                }
                 Ok(())
             }
             Err(cmd) => {
-                shard::refuse_silently(cmd);
+                drop(cmd);
                 Err(Error::Overloaded { shard: index })
             }
         }
@@ -142,6 +152,8 @@ struct Inner {
     shards: Vec<ShardHandle>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     round_robin: AtomicU32,
+    /// Set once shutdown starts; requests are refused from then on.
+    stopped: AtomicBool,
 }
 
 /// An embeddable, thread-per-core log engine. Cheap to clone; all clones share it.
@@ -214,6 +226,7 @@ impl Engine {
                 shards,
                 threads: Mutex::new(threads),
                 round_robin: AtomicU32::new(0),
+                stopped: AtomicBool::new(false),
             }),
         };
         let mut opens = Vec::new();
@@ -261,7 +274,7 @@ impl Engine {
         build: impl FnOnce(shard::Reply<T>) -> Command,
     ) -> Result<Pending<T>> {
         let (tx, rx) = oneshot::channel();
-        self.inner.shards[shard].send(shard, build(tx))?;
+        self.inner.shards[shard].send(shard, build(tx), &self.inner.stopped)?;
         Ok(Pending(rx))
     }
 
@@ -689,6 +702,7 @@ impl Inner {
         if threads.is_empty() {
             return Ok(());
         }
+        self.stopped.store(true, Ordering::SeqCst);
         let mut first_error = None;
         for (index, shard) in self.shards.iter().enumerate() {
             let (tx, rx) = oneshot::channel();
@@ -712,6 +726,12 @@ impl Inner {
         }
         for t in threads.drain(..) {
             let _ = t.join();
+        }
+        // Requests that slipped in after a shard's last drain.
+        for shard in &self.shards {
+            while let Some(cmd) = shard.inbox.pop() {
+                shard::refuse(cmd);
+            }
         }
         first_error.map_or(Ok(()), Err)
     }

@@ -694,52 +694,29 @@ fn remove_dir(dir: &std::path::Path) -> Result<()> {
     }
 }
 
-/// Drops a command that never reached its shard (the caller gets the error directly).
-pub(crate) fn refuse_silently(cmd: Command) {
-    drop(cmd);
-}
-
 /// Answers a command that will never run because the shard stopped.
 pub(crate) fn refuse(cmd: Command) {
+    fn shutting_down<T>(reply: Reply<T>) {
+        let _ = reply.send(Err(Error::ShuttingDown));
+    }
     match cmd {
-        Command::Open { reply, .. } | Command::Remove { reply, .. } => {
-            let _ = reply.send(Err(Error::ShuttingDown));
-        }
-        Command::Produce { reply, .. } => {
-            let _ = reply.send(Err(Error::ShuttingDown));
-        }
-        Command::Fetch { reply, .. } => {
-            let _ = reply.send(Err(Error::ShuttingDown));
-        }
-        Command::Offset { reply, .. } => {
-            let _ = reply.send(Err(Error::ShuttingDown));
-        }
-        Command::State { reply, .. } => {
-            let _ = reply.send(Err(Error::ShuttingDown));
-        }
-        Command::Retention { reply, .. } => {
-            let _ = reply.send(Err(Error::ShuttingDown));
-        }
         Command::Shutdown { reply } => {
             let _ = reply.send(Ok(()));
         }
-        Command::OpenCoordinator { reply, .. }
+        Command::Open { reply, .. }
+        | Command::Remove { reply, .. }
+        | Command::OpenCoordinator { reply, .. }
         | Command::LeaveGroup { reply, .. }
-        | Command::CommitOffsets { reply, .. } => {
-            let _ = reply.send(Err(Error::ShuttingDown));
-        }
-        Command::JoinGroup { reply, .. } | Command::Heartbeat { reply, .. } => {
-            let _ = reply.send(Err(Error::ShuttingDown));
-        }
-        Command::FetchOffsets { reply, .. } => {
-            let _ = reply.send(Err(Error::ShuttingDown));
-        }
-        Command::DescribeGroup { reply, .. } => {
-            let _ = reply.send(Err(Error::ShuttingDown));
-        }
-        Command::ListGroups { reply } => {
-            let _ = reply.send(Err(Error::ShuttingDown));
-        }
+        | Command::CommitOffsets { reply, .. } => shutting_down(reply),
+        Command::Produce { reply, .. } => shutting_down(reply),
+        Command::Fetch { reply, .. } => shutting_down(reply),
+        Command::Offset { reply, .. } => shutting_down(reply),
+        Command::State { reply, .. } => shutting_down(reply),
+        Command::Retention { reply, .. } => shutting_down(reply),
+        Command::JoinGroup { reply, .. } | Command::Heartbeat { reply, .. } => shutting_down(reply),
+        Command::FetchOffsets { reply, .. } => shutting_down(reply),
+        Command::DescribeGroup { reply, .. } => shutting_down(reply),
+        Command::ListGroups { reply } => shutting_down(reply),
     }
 }
 
