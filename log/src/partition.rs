@@ -557,7 +557,8 @@ impl Partition {
         )?;
         segment::sync_dir(&self.dir)?;
         let old = std::mem::replace(&mut self.active, new);
-        self.sealed.push_back(old.seal(&self.dir));
+        let sync = self.config.durability == Durability::Fsync;
+        self.sealed.push_back(old.seal(&self.dir, sync));
         self.tail_pos = 0;
         self.write_producer_snapshot();
         Ok(())

@@ -171,15 +171,18 @@ impl ActiveSegment {
         write_indexes(dir, self.base_offset, &self.index)
     }
 
-    /// Turns the segment into a sealed one: trims the reservation, syncs, writes indexes.
+    /// Turns the segment into a sealed one: trims the reservation, writes indexes, and
+    /// with `sync` makes the trimmed size durable.
     ///
+    /// Without `sync` (None/Written durability) nothing waits for the disk on the append
+    /// path: a trim lost to a power cut leaves zeros past the data, which open trims again.
     /// Failures here cost only disk space or a later index rebuild, so they are logged.
-    pub fn seal(mut self, dir: &Path) -> SealedSegment {
-        if let Err(e) = self
+    pub fn seal(mut self, dir: &Path, sync: bool) -> SealedSegment {
+        let trimmed = self
             .file
             .set_len(self.durable_len)
-            .and_then(|()| self.file.sync_all())
-        {
+            .and_then(|()| if sync { self.file.sync_all() } else { Ok(()) });
+        if let Err(e) = trimmed {
             tracing::warn!(path = %self.path.display(), error = %e, "could not trim sealed segment");
         }
         self.index.seal();
