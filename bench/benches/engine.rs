@@ -1,6 +1,7 @@
 //! Engine throughput against the single-partition log, in one run (criterion).
 //!
-//! 100-byte records in batches of 100, Written durability. Three producers of the same
+//! 100-byte records in batches of 100, Written durability (`STRATA_BENCH_DURABILITY=fsync`
+//! and `STRATA_BENCH_IO=uring|fallback` select others). Three producers of the same
 //! pre-encoded batches, each keeping `WINDOW` batches in flight:
 //!
 //! * `log`: one `Partition`, `submit` + `wait` on the calling thread (the raw log path);
@@ -23,7 +24,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use strata_bench::process_cpu;
 use strata_log::format::{BatchBuilder, BatchIter, BuilderOptions};
-use strata_log::{Durability, Engine, EngineConfig, Partition, PartitionConfig, TopicConfig};
+use strata_log::{
+    Durability, Engine, EngineConfig, IoBackend, Partition, PartitionConfig, TopicConfig,
+};
 
 /// Rounds of reading every partition in one fetch iteration.
 const FETCH_ROUNDS: u64 = 8;
@@ -91,11 +94,30 @@ fn batches() -> Vec<BytesMut> {
         .collect()
 }
 
+/// Durability under test: `STRATA_BENCH_DURABILITY=fsync` (default `written`).
+fn durability() -> Durability {
+    match std::env::var("STRATA_BENCH_DURABILITY").as_deref() {
+        Ok("fsync") => Durability::Fsync,
+        Ok("none") => Durability::None,
+        _ => Durability::Written,
+    }
+}
+
+/// Write path under test: `STRATA_BENCH_IO=uring|fallback` (default `auto`).
+fn io_backend() -> IoBackend {
+    match std::env::var("STRATA_BENCH_IO").as_deref() {
+        Ok("uring") => IoBackend::Uring,
+        Ok("fallback") => IoBackend::Fallback,
+        _ => IoBackend::Auto,
+    }
+}
+
 fn partition_config() -> PartitionConfig {
     PartitionConfig {
         segment_bytes: SEGMENT,
-        durability: Durability::Written,
+        durability: durability(),
         retention_age: None,
+        io_backend: io_backend(),
         ..PartitionConfig::default()
     }
 }
@@ -109,6 +131,7 @@ fn engine(dir: &std::path::Path, shards: usize) -> Engine {
         partitions: 2,
         segment_bytes: SEGMENT,
         retention_ms: None,
+        durability: durability(),
         ..TopicConfig::default()
     };
     e.create_topic("bench", topic).unwrap();
@@ -152,7 +175,11 @@ fn count(bytes: &[u8]) -> u64 {
 
 fn bench_produce(c: &mut Criterion) {
     let template = batches();
-    let mut g = c.benchmark_group("engine_produce_100B_written");
+    let mut g = c.benchmark_group(format!(
+        "engine_produce_100B_{:?}_{:?}",
+        durability(),
+        io_backend()
+    ));
     g.sample_size(10)
         .measurement_time(Duration::from_secs(6))
         .warm_up_time(Duration::from_secs(1));
