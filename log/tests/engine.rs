@@ -584,6 +584,21 @@ fn the_shard_observer_sees_every_durable_batch_in_order_on_its_own_thread() {
 
 use strata_log::engine::{AssignmentStrategy, TopicPartition};
 
+/// Joins `group` as a new member subscribed to `topic`.
+fn join(
+    engine: &Engine,
+    group: &str,
+    topic: &str,
+    strategy: AssignmentStrategy,
+    timeout: Duration,
+) -> strata_log::engine::Membership {
+    engine
+        .join_group(group, None, &[topic], strategy, timeout)
+        .unwrap()
+        .wait()
+        .unwrap()
+}
+
 fn tp(topic: &str, partition: u32) -> TopicPartition {
     TopicPartition {
         topic: topic.into(),
@@ -598,29 +613,21 @@ fn groups_assign_rebalance_fence_and_keep_offsets_across_restart() {
     let last_generation = {
         let engine = Engine::open(config(dir.path(), 2)).unwrap();
         engine.create_topic("clicks", topic(4)).unwrap();
-        let a = engine
-            .join_group(
-                "analytics",
-                None,
-                &["clicks"],
-                AssignmentStrategy::Range,
-                timeout,
-            )
-            .unwrap()
-            .wait()
-            .unwrap();
+        let a = join(
+            &engine,
+            "analytics",
+            "clicks",
+            AssignmentStrategy::Range,
+            timeout,
+        );
         assert_eq!(a.assignment.len(), 4, "a lone member owns every partition");
-        let b = engine
-            .join_group(
-                "analytics",
-                None,
-                &["clicks"],
-                AssignmentStrategy::Range,
-                timeout,
-            )
-            .unwrap()
-            .wait()
-            .unwrap();
+        let b = join(
+            &engine,
+            "analytics",
+            "clicks",
+            AssignmentStrategy::Range,
+            timeout,
+        );
         assert_eq!(b.generation, a.generation + 1);
         // A learns about the rebalance on its heartbeat; together they cover all, disjointly.
         let a2 = engine
@@ -689,17 +696,13 @@ fn groups_assign_rebalance_fence_and_keep_offsets_across_restart() {
         .wait()
         .unwrap();
     assert_eq!(got, vec![Some(7), Some(9)]);
-    let c = engine
-        .join_group(
-            "analytics",
-            None,
-            &["clicks"],
-            AssignmentStrategy::Sticky,
-            timeout,
-        )
-        .unwrap()
-        .wait()
-        .unwrap();
+    let c = join(
+        &engine,
+        "analytics",
+        "clicks",
+        AssignmentStrategy::Sticky,
+        timeout,
+    );
     assert!(
         c.generation > last_generation,
         "{} > {last_generation}",
@@ -721,28 +724,20 @@ fn a_silent_member_is_expired_and_its_partitions_move() {
     let engine = Engine::open(config(dir.path(), 1)).unwrap();
     engine.create_topic("jobs", topic(2)).unwrap();
     let short = Duration::from_millis(200);
-    let quiet = engine
-        .join_group(
-            "workers",
-            None,
-            &["jobs"],
-            AssignmentStrategy::RoundRobin,
-            short,
-        )
-        .unwrap()
-        .wait()
-        .unwrap();
-    let alive = engine
-        .join_group(
-            "workers",
-            None,
-            &["jobs"],
-            AssignmentStrategy::RoundRobin,
-            Duration::from_secs(30),
-        )
-        .unwrap()
-        .wait()
-        .unwrap();
+    let quiet = join(
+        &engine,
+        "workers",
+        "jobs",
+        AssignmentStrategy::RoundRobin,
+        short,
+    );
+    let alive = join(
+        &engine,
+        "workers",
+        "jobs",
+        AssignmentStrategy::RoundRobin,
+        Duration::from_secs(30),
+    );
     assert_eq!(alive.assignment.len(), 1);
     // Keep the live member beating until the quiet one's session has expired (bounded).
     let mut m = alive.clone();

@@ -560,8 +560,7 @@ impl ShardCore {
                 reply,
             } => {
                 let result = self.coordinator(coordinator).and_then(|c| {
-                    c.existing_group(&group)
-                        .ok_or_else(|| Error::UnknownMember(member_id.clone()))?
+                    c.member_group(&group, &member_id)?
                         .heartbeat(&member_id, now)
                 });
                 let _ = reply.send(result);
@@ -572,11 +571,9 @@ impl ShardCore {
                 member_id,
                 reply,
             } => {
-                let result = self.coordinator(coordinator).and_then(|c| {
-                    c.existing_group(&group)
-                        .ok_or_else(|| Error::UnknownMember(member_id.clone()))?
-                        .leave(&member_id)
-                });
+                let result = self
+                    .coordinator(coordinator)
+                    .and_then(|c| c.member_group(&group, &member_id)?.leave(&member_id));
                 let _ = reply.send(result);
             }
             Command::CommitOffsets {

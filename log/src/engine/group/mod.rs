@@ -190,9 +190,12 @@ impl Coordinator {
             .or_insert_with(|| GroupState::new(name, generation))
     }
 
-    /// The live state of a group that has members, if any.
-    pub fn existing_group(&mut self, name: &str) -> Option<&mut GroupState> {
-        self.groups.get_mut(name)
+    /// The live state of a group in which `member_id` may be a member; a group without
+    /// members is never created here, so unknown names cannot make state grow.
+    pub fn member_group(&mut self, name: &str, member_id: &str) -> Result<&mut GroupState> {
+        self.groups
+            .get_mut(name)
+            .ok_or_else(|| Error::UnknownMember(member_id.to_owned()))
     }
 
     /// Validates and writes a commit; the reply is sent once it is durable.
