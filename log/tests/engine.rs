@@ -901,3 +901,37 @@ fn requests_racing_a_shutdown_are_all_answered() {
         Err(Error::ShuttingDown)
     ));
 }
+
+#[test]
+fn custom_runner_drives_every_shard_on_its_own_thread() {
+    use std::sync::Mutex;
+    let dir = tempfile::tempdir().unwrap();
+    let seen: Arc<Mutex<Vec<(usize, String)>>> = Arc::default();
+    let mut c = config(dir.path(), 2);
+    let log = seen.clone();
+    c.runner = Some(Arc::new(move |core: strata_log::engine::ShardCore| {
+        let name = std::thread::current().name().unwrap_or("").to_owned();
+        log.lock().unwrap().push((core.index(), name));
+        strata_log::engine::run_shard(core);
+    }));
+    let engine = Engine::open(c).unwrap();
+    engine.create_topic("t", topic(2)).unwrap();
+    for p in 0..2 {
+        let a = engine
+            .produce("t", p, batch(&[b"x".to_vec()]))
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(a.base_offset, 0);
+    }
+    engine.shutdown().unwrap();
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            (0, "strata-shard-0".to_owned()),
+            (1, "strata-shard-1".to_owned())
+        ]
+    );
+}

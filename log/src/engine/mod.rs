@@ -16,7 +16,8 @@ pub use catalog::{CATALOG_FILE, Catalog, CatalogStore, TopicMeta};
 pub use group::{AssignmentStrategy, GroupSummary, Membership, TopicPartition};
 pub use partitioner::{Partitioning, partition_for_key};
 pub use shard::{
-    DurableObserver, ObserverFactory, OffsetQuery, PartitionId, PartitionState, ShardCore, Turn,
+    DurableObserver, ObserverFactory, OffsetQuery, PartitionId, PartitionState, ShardCore,
+    ShardRunner, Turn, run as run_shard,
 };
 pub use topic::{MAX_TOPIC_NAME_LEN, TopicConfig, validate_topic_name};
 pub use wake::Waker;
@@ -58,6 +59,9 @@ pub struct EngineConfig {
     pub partition_defaults: PartitionConfig,
     /// Builds, per shard, an observer of every batch that becomes durable on that shard.
     pub observer: Option<ObserverFactory>,
+    /// Drives each shard's loop on its thread in place of [`shard::run`] (for example
+    /// inside an async runtime that also serves the network).
+    pub runner: Option<ShardRunner>,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -70,6 +74,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("max_parked_fetches", &self.max_parked_fetches)
             .field("partition_defaults", &self.partition_defaults)
             .field("observer", &self.observer.is_some())
+            .field("runner", &self.runner.is_some())
             .finish()
     }
 }
@@ -85,6 +90,7 @@ impl EngineConfig {
             max_parked_fetches: 10_000,
             partition_defaults: PartitionConfig::default(),
             observer: None,
+            runner: None,
         }
     }
 }
@@ -206,13 +212,17 @@ impl Engine {
                 .pin_threads
                 .then(|| cores.get(index % cores.len().max(1)).copied())
                 .flatten();
+            let runner = config.runner.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("strata-shard-{index}"))
                 .spawn(move || {
                     if let Some(core_id) = pin {
                         core_affinity::set_for_current(core_id);
                     }
-                    shard::run(core);
+                    match runner {
+                        Some(runner) => runner(core),
+                        None => shard::run(core),
+                    }
                 })
                 .map_err(|e| Error::io(&config.data_dir, e))?;
             shards.push(ShardHandle { inbox, waker });

@@ -253,6 +253,12 @@ pub trait DurableObserver: Send {
 /// Builds the observer of shard `index` (called once per shard at engine start).
 pub type ObserverFactory = Arc<dyn Fn(usize) -> Box<dyn DurableObserver> + Send + Sync>;
 
+/// Drives shard `core` on the calling (shard) thread until [`Turn::stopped`].
+///
+/// It must call [`ShardCore::turn`] again whenever a turn progressed, the shard's
+/// [`Waker`] fd became readable, or `next_deadline` passed; [`run`] is the blocking loop.
+pub type ShardRunner = Arc<dyn Fn(ShardCore) + Send + Sync>;
+
 /// Most bytes handed to an observer in one call.
 const OBSERVE_CHUNK: usize = 1 << 20;
 
@@ -300,6 +306,11 @@ impl ShardCore {
             observer,
             coordinators: HashMap::new(),
         }
+    }
+
+    /// This shard's index.
+    pub fn index(&self) -> usize {
+        self.index
     }
 
     /// The eventfd this shard sleeps on.

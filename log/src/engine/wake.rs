@@ -59,9 +59,14 @@ impl Waker {
             tv_nsec: i64::from(d.subsec_nanos()),
         });
         let ready = matches!(poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0);
+        self.woke();
+        ready
+    }
+
+    /// Ends a sleep that the caller waited out itself (e.g. on an async reactor).
+    pub fn woke(&self) {
         self.sleeping.store(false, Ordering::SeqCst);
         self.drain();
-        ready
     }
 
     /// Clears the counter without sleeping.
