@@ -1,1 +1,4 @@
-//! strata-net: the QUIC protocol, server, producer and consumer clients (not built yet; see issue 4).
+//! strata-net: the QUIC front end of strata — the wire protocol, the server, and the
+//! async producer and consumer clients.
+
+pub mod protocol;
