@@ -935,3 +935,24 @@ fn custom_runner_drives_every_shard_on_its_own_thread() {
         ]
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn blocking_api_works_from_inside_an_async_runtime() {
+    // An embedding program's async main may call the blocking control-plane API.
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 1)).unwrap();
+    engine.create_topic("t", topic(1)).unwrap();
+    let a = engine
+        .produce("t", 0, batch(&[b"x".to_vec()]))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(a.base_offset, 0);
+    let awaited = engine
+        .produce("t", 0, batch(&[b"y".to_vec()]))
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(awaited.base_offset, 1);
+    engine.shutdown().unwrap();
+}

@@ -2,3 +2,4 @@
 //! async producer and consumer clients.
 
 pub mod protocol;
+pub mod server;

@@ -101,9 +101,41 @@ impl EngineConfig {
 pub struct Pending<T>(oneshot::Receiver<Result<T>>);
 
 impl<T> Pending<T> {
-    /// Blocks the current thread until the shard answers (not for use inside async code).
+    /// Blocks the current thread until the shard answers.
+    ///
+    /// Works from any thread except a shard's own (it would wait on itself); inside async
+    /// code prefer `.await`, which does not hold up the executor.
     pub fn wait(self) -> Result<T> {
-        self.0.blocking_recv().unwrap_or(Err(Error::ShuttingDown))
+        block_on(self.0).unwrap_or(Err(Error::ShuttingDown))
+    }
+}
+
+/// Wakes a parked thread.
+struct ThreadWaker(std::thread::Thread);
+
+impl std::task::Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Polls `fut` on the current thread, parking between wake-ups.
+///
+/// Unlike tokio's `blocking_recv`, this may be called from a thread that also runs an
+/// async runtime (an embedding program's `main`, a test): it blocks only this thread.
+fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let waker = std::task::Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
     }
 }
 
@@ -729,7 +761,7 @@ impl Inner {
                 }
             }
             shard.waker.wake();
-            if let Err(e) = rx.blocking_recv().unwrap_or(Err(Error::ShuttingDown)) {
+            if let Err(e) = block_on(rx).unwrap_or(Err(Error::ShuttingDown)) {
                 tracing::warn!(shard = index, error = %e, "shard shutdown reported an error");
                 first_error.get_or_insert(e);
             }

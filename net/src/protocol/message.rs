@@ -951,7 +951,7 @@ impl Response {
             kind::TOPICS => Response::Topics(get_topics(&mut r)?),
             kind::TOPIC_DESCRIPTION => {
                 let topic = get_topic_info(&mut r)?;
-                let n = r.count("partitions", 36)?;
+                let n = r.count("partitions", 32)?;
                 let mut partitions = Vec::with_capacity(n);
                 for _ in 0..n {
                     partitions.push(PartitionState {

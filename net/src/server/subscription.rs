@@ -1,0 +1,207 @@
+//! A SUBSCRIBE stream: batches pushed as they become durable, within the client's credit.
+
+use super::config::Permission;
+use super::session::Session;
+use super::stream::{Outgoing, count_records, read_more};
+use crate::protocol::{ErrorCode, ProtocolError, Request, Response, split_frame};
+use bytes::BytesMut;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+use strata_log::Error as LogError;
+use tokio::sync::{Notify, mpsc};
+
+/// How long one push fetch parks on the shard before it is renewed.
+const PARK: Duration = Duration::from_millis(500);
+/// Pause before retrying when the owning shard's queue is full.
+const THROTTLE_PAUSE: Duration = Duration::from_millis(2);
+
+/// A SUBSCRIBE request.
+pub struct Subscription {
+    /// Its request id (carried by every DATA frame and CREDIT frame).
+    pub request_id: u64,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Next offset to push.
+    pub offset: u64,
+    /// Initial credit in bytes.
+    pub credit: u32,
+}
+
+/// Runs the subscription until the client finishes the stream, then stops pushing.
+pub async fn run(
+    session: &Arc<Session>,
+    sub: Subscription,
+    recv: &mut quinn::RecvStream,
+    buf: &mut BytesMut,
+    tx: &mpsc::Sender<Outgoing>,
+) -> Result<(), ProtocolError> {
+    let id = sub.request_id;
+    if !session.grant.allows(Permission::Consume, &sub.topic) {
+        let response = Response::error(
+            ErrorCode::Unauthorized,
+            0,
+            format!("this token may not consume from {:?}", sub.topic),
+        );
+        let _ = tx.send(out(id, response)).await;
+        return Ok(());
+    }
+    let credit = Arc::new(AtomicI64::new(i64::from(sub.credit)));
+    let more = Arc::new(Notify::new());
+    let pusher = tokio::spawn(push(
+        session.clone(),
+        sub,
+        credit.clone(),
+        more.clone(),
+        tx.clone(),
+    ));
+    let max_frame = session.shared.limits.max_frame_bytes;
+    let result = loop {
+        match split_frame(buf, max_frame) {
+            Ok(Some(frame)) => match Request::decode(frame.kind, frame.body) {
+                Ok(Request::Credit { bytes }) if frame.request_id == id => {
+                    credit.fetch_add(i64::from(bytes), Ordering::SeqCst);
+                    more.notify_one();
+                }
+                Ok(_) => {
+                    break Err(ProtocolError::Malformed(
+                        "only CREDIT frames for the subscription may follow SUBSCRIBE".into(),
+                    ));
+                }
+                Err(e) => break Err(e),
+            },
+            Ok(None) => {
+                if !read_more(session, recv, buf).await {
+                    break Ok(());
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    pusher.abort();
+    result
+}
+
+fn out(request_id: u64, response: Response) -> Outgoing {
+    Outgoing {
+        request_id,
+        response,
+        permit: None,
+    }
+}
+
+/// Offset after the last record of concatenated whole batches.
+fn next_offset(batches: &[u8], current: u64) -> u64 {
+    let mut next = current;
+    let mut rest = batches;
+    while let Some(len) = strata_log::format::peek_length(rest) {
+        let len = len as usize;
+        if len == 0 || len > rest.len() {
+            break;
+        }
+        if let Ok(h) = strata_log::format::BatchHeader::parse(&rest[..len]) {
+            next = next.max(h.next_offset());
+        }
+        rest = &rest[len..];
+    }
+    next
+}
+
+async fn push(
+    session: Arc<Session>,
+    sub: Subscription,
+    credit: Arc<AtomicI64>,
+    more: Arc<Notify>,
+    tx: mpsc::Sender<Outgoing>,
+) {
+    let id = sub.request_id;
+    let max_push = session.shared.limits.max_push_bytes;
+    let mut offset = sub.offset;
+    loop {
+        let available = loop {
+            let c = credit.load(Ordering::SeqCst);
+            if c > 0 {
+                break c as usize;
+            }
+            more.notified().await;
+        };
+        let fetch = match session.engine.fetch(
+            &sub.topic,
+            sub.partition,
+            offset,
+            available.min(max_push),
+            Some(PARK),
+        ) {
+            Ok(pending) => pending.await,
+            Err(e) => Err(e),
+        };
+        match fetch {
+            Ok(f) if f.bytes.is_empty() => {
+                if tx.is_closed() {
+                    return;
+                }
+            }
+            Ok(f) => {
+                let next = next_offset(&f.bytes, offset);
+                if next <= offset {
+                    let response = Response::error(
+                        ErrorCode::Internal,
+                        0,
+                        format!("no progress reading from offset {offset}"),
+                    );
+                    let _ = tx.send(out(id, response)).await;
+                    return;
+                }
+                offset = next;
+                let len = f.bytes.len();
+                credit.fetch_sub(len as i64, Ordering::SeqCst);
+                session
+                    .shared
+                    .metrics
+                    .consumed(&sub.topic, count_records(&f.bytes), len as u64);
+                let data = Response::Data {
+                    high_watermark: f.high_watermark,
+                    batches: f.bytes,
+                };
+                if tx.send(out(id, data)).await.is_err() {
+                    return;
+                }
+            }
+            Err(LogError::Overloaded { .. }) => tokio::time::sleep(THROTTLE_PAUSE).await,
+            Err(e) => {
+                let _ = tx.send(out(id, Response::from_log_error(&e))).await;
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_log::format::{BatchBuilder, BuilderOptions, patch_base_offset};
+
+    #[test]
+    fn next_offset_follows_the_last_batch() {
+        let mut all = Vec::new();
+        for (base, n) in [(10u64, 3), (13, 2)] {
+            let mut b = BatchBuilder::new(BuilderOptions::default());
+            for i in 0..n {
+                b.push(i, None, Some(b"v"), &[]).unwrap();
+            }
+            let mut bytes = b.finish().unwrap();
+            patch_base_offset(&mut bytes, base);
+            all.extend_from_slice(&bytes);
+        }
+        assert_eq!(next_offset(&all, 10), 15);
+        assert_eq!(count_records(&all), 5);
+        assert_eq!(
+            next_offset(&all[..all.len() - 1], 10),
+            13,
+            "a torn tail is ignored"
+        );
+        assert_eq!(next_offset(&[], 7), 7);
+    }
+}
