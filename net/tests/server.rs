@@ -22,15 +22,28 @@ fn config(dir: &Path) -> ServerConfig {
 }
 
 fn client_endpoint(cert: &Path) -> quinn::Endpoint {
+    client_endpoint_with(cert, None)
+}
+
+/// A client endpoint trusting only `cert`, presenting `identity` (cert PEM, key PEM) if any.
+fn client_endpoint_with(cert: &Path, identity: Option<(&Path, &Path)>) -> quinn::Endpoint {
     let mut roots = rustls::RootCertStore::empty();
     for c in strata_net::server::tls::load_certs(cert, "cert").unwrap() {
         roots.add(c).unwrap();
     }
-    let mut tls = rustls::ClientConfig::builder_with_provider(strata_net::server::tls::provider())
+    let builder = rustls::ClientConfig::builder_with_provider(strata_net::server::tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut tls = match identity {
+        Some((c, k)) => builder
+            .with_client_auth_cert(
+                strata_net::server::tls::load_certs(c, "client cert").unwrap(),
+                strata_net::server::tls::load_key(k).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
     tls.alpn_protocols = vec![strata_net::protocol::ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -591,9 +604,22 @@ async fn connection_limit_throttles() {
     let server = Server::start(cfg).unwrap();
     let token = admin(&server);
     let first = Raw::connect(&server, &token).await;
-    let second = Raw::open(server.local_addr(), server.cert_path()).await;
-    let (code, reason) = second.closed().await;
-    assert_eq!(code, ErrorCode::Throttled as u64, "{reason}");
+    let ep = client_endpoint(server.cert_path());
+    let second = ep
+        .connect(server.local_addr(), "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    match second.closed().await {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(
+                c.error_code.into_inner(),
+                ErrorCode::Throttled as u64,
+                "{c:?}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
     drop(first);
     tokio::task::spawn_blocking(move || server.shutdown().unwrap())
         .await
@@ -749,6 +775,109 @@ async fn acknowledged_records_survive_a_restart_and_metrics_count_them() {
         vec![(0, "kept".into()), (1, "too".into())]
     );
     drop(c);
+    tokio::task::spawn_blocking(move || server.shutdown().unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_pin_the_server_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).unwrap();
+    // Another server's self-signed certificate: the handshake must fail.
+    let other = tempfile::tempdir().unwrap();
+    let impostor = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let impostor_pem = other.path().join("other.pem");
+    std::fs::write(&impostor_pem, impostor.cert.pem()).unwrap();
+    let ep = client_endpoint(&impostor_pem);
+    let attempt = ep.connect(server.local_addr(), "localhost").unwrap().await;
+    assert!(
+        attempt.is_err(),
+        "connected while pinning another certificate"
+    );
+    // The pinned one works.
+    Raw::connect(&server, &admin(&server)).await;
+    tokio::task::spawn_blocking(move || server.shutdown().unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client_cert = CertificateParams::new(vec!["client".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &ca)
+        .unwrap();
+    let (ca_pem, cert_pem, key_pem) = (
+        pki.path().join("ca.pem"),
+        pki.path().join("client.pem"),
+        pki.path().join("client.key"),
+    );
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&cert_pem, client_cert.pem()).unwrap();
+    std::fs::write(&key_pem, client_key.serialize_pem()).unwrap();
+
+    let mut cfg = config(dir.path());
+    cfg.tls.client_ca = Some(ca_pem);
+    let server = Server::start(cfg).unwrap();
+    let token = admin(&server);
+
+    // Without a client certificate the server refuses the TLS handshake.
+    let ep = client_endpoint(server.cert_path());
+    let refused = match ep.connect(server.local_addr(), "localhost").unwrap().await {
+        Err(_) => true,
+        // TLS 1.3 may report the refusal only once the client uses the connection.
+        Ok(conn) => match conn.open_bi().await {
+            Err(_) => true,
+            Ok((mut send, mut recv)) => {
+                let mut out = BytesMut::new();
+                Request::Hello {
+                    version: VERSION,
+                    token: token.clone(),
+                    client: "x".into(),
+                }
+                .encode(1, &mut out);
+                let _ = send.write_all(&out).await;
+                recv.read_chunk(1024, true).await.is_err()
+            }
+        },
+    };
+    assert!(refused, "served a client without a certificate");
+
+    // With one signed by the CA it works.
+    let ep = client_endpoint_with(server.cert_path(), Some((&cert_pem, &key_pem)));
+    let conn = ep
+        .connect(server.local_addr(), "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut out = BytesMut::new();
+    Request::Hello {
+        version: VERSION,
+        token,
+        client: "mtls".into(),
+    }
+    .encode(1, &mut out);
+    send.write_all(&out).await.unwrap();
+    let mut buf = BytesMut::new();
+    let frame = loop {
+        if let Some(f) = split_frame(&mut buf, 1 << 20).unwrap() {
+            break f;
+        }
+        let chunk = recv.read_chunk(1 << 16, true).await.unwrap().unwrap();
+        buf.extend_from_slice(&chunk.bytes);
+    };
+    let r = Response::decode(frame.kind, frame.body).unwrap();
+    assert!(matches!(r, Response::HelloOk { .. }), "{r:?}");
+    drop((conn, ep));
     tokio::task::spawn_blocking(move || server.shutdown().unwrap())
         .await
         .unwrap();
