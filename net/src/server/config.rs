@@ -172,6 +172,11 @@ impl ServerConfig {
                 "limits.max_inflight_bytes must be at least limits.max_frame_bytes".into(),
             ));
         }
+        if l.max_inflight_bytes > u32::MAX as usize {
+            return Err(ConfigError::Invalid(
+                "limits.max_inflight_bytes must be at most 4 GiB".into(),
+            ));
+        }
         if l.max_connections == 0 || l.max_streams_per_connection == 0 || l.max_push_bytes == 0 {
             return Err(ConfigError::Invalid("limits must be at least 1".into()));
         }

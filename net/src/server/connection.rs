@@ -15,6 +15,9 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest shutdown waits for a connection's in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Largest HELLO frame accepted (tokens and client names are short).
+pub const MAX_HELLO_FRAME: usize = 64 * 1024;
+
 /// Longest a refused handshake waits for its ERROR frame to be acknowledged.
 const REFUSAL_GRACE: Duration = Duration::from_secs(1);
 
@@ -127,7 +130,8 @@ async fn handshake(
         code: ErrorCode::MalformedFrame,
         message: format!("no stream opened: {e}"),
     })?;
-    let max_frame = shared.limits.max_frame_bytes;
+    // Before authentication a peer may make the server buffer only a small HELLO.
+    let max_frame = shared.limits.max_frame_bytes.min(MAX_HELLO_FRAME);
     let mut buf = BytesMut::new();
     let frame = loop {
         if let Some(frame) = split_frame(&mut buf, max_frame)? {

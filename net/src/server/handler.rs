@@ -4,7 +4,7 @@
 //! engine without waiting, so appends sent on one stream are queued in that order; the
 //! returned future then waits for the outcome.
 
-use super::config::Permission;
+use super::config::{Limits, Permission};
 use super::session::Session;
 use crate::protocol::{Acks, ErrorCode, Request, Response, TopicInfo, VERSION};
 use bytes::BytesMut;
@@ -17,6 +17,13 @@ use strata_log::{Engine, Pending};
 
 /// Longest a FETCH may wait for data.
 pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
+
+/// The bytes a FETCH asking for `max_bytes` is served (at least 1, at most what fits
+/// comfortably in one frame).
+pub fn fetch_budget(limits: &Limits, max_bytes: u32) -> usize {
+    let cap = limits.max_frame_bytes / 2;
+    (max_bytes as usize).clamp(1, cap)
+}
 
 /// A response that is ready, or one still being worked on.
 pub enum Step {
@@ -129,15 +136,9 @@ pub fn submit(session: &Arc<Session>, req: Request) -> Step {
             }
             let wait_for = (max_wait_ms > 0)
                 .then(|| Duration::from_millis(u64::from(max_wait_ms)).min(MAX_FETCH_WAIT));
-            let max_bytes = (max_bytes as usize).min(
-                session
-                    .shared
-                    .limits
-                    .max_push_bytes
-                    .max(session.shared.limits.max_frame_bytes / 2),
-            );
+            let max_bytes = fetch_budget(&session.shared.limits, max_bytes);
             wait(
-                engine.fetch(&topic, partition, offset, max_bytes.max(1), wait_for),
+                engine.fetch(&topic, partition, offset, max_bytes, wait_for),
                 |f| Response::Fetched {
                     high_watermark: f.high_watermark,
                     log_start_offset: f.log_start_offset,

@@ -3,7 +3,7 @@
 use super::handler::{self, Step};
 use super::session::Session;
 use super::subscription;
-use crate::protocol::{HEADER_LEN, ProtocolError, Request, Response, split_frame};
+use crate::protocol::{FrameHeader, HEADER_LEN, ProtocolError, Request, Response, split_frame};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::Instant;
@@ -72,16 +72,29 @@ async fn read_loop(
     buf: &mut BytesMut,
     tx: &mpsc::Sender<Outgoing>,
 ) -> Result<(), ProtocolError> {
-    let max_frame = session.shared.limits.max_frame_bytes;
+    let limits = &session.shared.limits;
+    let max_frame = limits.max_frame_bytes;
+    // Budget of the frame being received, taken as soon as its header is known so that
+    // half-received frames count against the connection's in-flight bytes too.
+    let mut held: Option<OwnedSemaphorePermit> = None;
     loop {
-        while let Some(frame) = split_frame(buf, max_frame)? {
-            let request_id = frame.request_id;
-            let frame_len = HEADER_LEN + frame.body.len();
-            let request = Request::decode(frame.kind, frame.body)?;
-            let cost = match &request {
-                Request::Fetch { max_bytes, .. } => frame_len + *max_bytes as usize,
-                _ => frame_len,
+        if held.is_none() && buf.len() >= HEADER_LEN {
+            let header = FrameHeader::decode(&buf[..HEADER_LEN], max_frame)?;
+            let frame_len = HEADER_LEN + header.body_len as usize;
+            let Ok(permit) = session
+                .inflight
+                .clone()
+                .acquire_many_owned(frame_len as u32)
+                .await
+            else {
+                return Ok(());
             };
+            held = Some(permit);
+        }
+        if let Some(frame) = split_frame(buf, max_frame)? {
+            let mut permit = held.take().expect("a whole frame had its header budgeted");
+            let request_id = frame.request_id;
+            let request = Request::decode(frame.kind, frame.body)?;
             match request {
                 Request::Subscribe {
                     topic,
@@ -89,6 +102,7 @@ async fn read_loop(
                     offset,
                     credit,
                 } => {
+                    drop(permit);
                     let sub = subscription::Subscription {
                         request_id,
                         topic,
@@ -107,14 +121,21 @@ async fn read_loop(
                     ));
                 }
                 request => {
-                    let limit = session.shared.limits.max_inflight_bytes;
-                    let cost = cost.min(limit) as u32;
-                    let Ok(permit) = session.inflight.clone().acquire_many_owned(cost).await else {
-                        return Ok(());
-                    };
+                    if let Request::Fetch { max_bytes, .. } = &request {
+                        // The answer's size, as the handler will clamp it.
+                        // Never more than the whole budget, or it could never be granted.
+                        let room = limits.max_inflight_bytes - permit.num_permits();
+                        let extra = handler::fetch_budget(limits, *max_bytes).min(room) as u32;
+                        let Ok(more) = session.inflight.clone().acquire_many_owned(extra).await
+                        else {
+                            return Ok(());
+                        };
+                        permit.merge(more);
+                    }
                     submit(session, request_id, request, permit, tx).await;
                 }
             }
+            continue;
         }
         if !read_more(session, recv, buf).await {
             return Ok(());

@@ -117,7 +117,8 @@ async fn push(
     tx: mpsc::Sender<Outgoing>,
 ) {
     let id = sub.request_id;
-    let max_push = session.shared.limits.max_push_bytes;
+    let limits = &session.shared.limits;
+    let max_push = limits.max_push_bytes.min(limits.max_frame_bytes / 2);
     let mut offset = sub.offset;
     loop {
         let available = loop {
