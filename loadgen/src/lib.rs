@@ -13,6 +13,7 @@
 //! | [`stats`] | per-task HdrHistogram recorders, warm-up exclusion, per-second time series |
 //! | [`baseline`] | raw QUIC bulk throughput and raw disk write bandwidth |
 //! | [`report`] | the report: JSON, terminal table, self-contained HTML, verdict |
+//! | [`driver`] | the driver: embedded or remote server, producer and consumer tasks, [`run`] |
 //!
 //! # How a driver uses them
 //!
@@ -57,8 +58,11 @@
 pub mod baseline;
 pub mod clock;
 pub mod config;
+pub mod driver;
 pub mod payload;
 pub mod rate;
 pub mod report;
 pub mod stats;
 pub mod verify;
+
+pub use driver::{Error, run};
