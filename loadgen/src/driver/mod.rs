@@ -502,6 +502,8 @@ async fn measure_live(
         )
         .await;
         drained_ok = drained(shared, produced.sent, track_acks);
+    } else if track_acks {
+        drained_ok = verify_read_back(args, endpoint, shared, produced.sent).await?;
     }
     stop.store(true, Ordering::Release);
     let consumed = join_consumers(consumers).await;
@@ -516,6 +518,31 @@ async fn measure_live(
         duration_s: produced_ns as f64 / 1e9,
     })
 }
+
+/// `produce`: reads everything back after the measured run (not measured itself), so
+/// that lost, duplicated, reordered and corrupted messages are counted there too.
+/// Returns whether every acknowledged message arrived before the deadline.
+async fn verify_read_back(
+    args: &Args,
+    endpoint: &Endpoint,
+    shared: &Arc<Shared>,
+    sent: u64,
+) -> Result<bool, Error> {
+    let connected = connect_consumers(args, shared, endpoint, None).await?;
+    let clock = RunClock::start();
+    let stats = Stats::new(StatsConfig::new(Duration::ZERO, None));
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers = spawn_consumers(shared, connected, clock, &stats, &stop, None);
+    let deadline = duration_ns(READ_BACK_TIMEOUT);
+    drain(shared, clock, sent, true, deadline, &readers).await;
+    let complete = drained(shared, sent, true);
+    stop.store(true, Ordering::Release);
+    join_consumers(readers).await?;
+    Ok(complete)
+}
+
+/// Longest the produce scenario's verification read may take.
+const READ_BACK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// When producers stop (ns on the run clock) and the progress bar's length: a count run
 /// has no deadline.
