@@ -89,20 +89,7 @@ pub fn split_batches(
 /// The offset after the last batch in `batches` (at least `current`); stops at the first
 /// batch whose header cannot be read.
 pub fn next_offset(batches: &[u8], current: u64) -> u64 {
-    let mut next = current;
-    let mut rest = batches;
-    while let Some(len) = peek_length(rest) {
-        let len = len as usize;
-        if len < strata_log::format::HEADER_LEN || len > rest.len() {
-            break;
-        }
-        match BatchHeader::parse(&rest[..len]) {
-            Ok(h) => next = next.max(h.next_offset()),
-            Err(_) => break,
-        }
-        rest = &rest[len..];
-    }
-    next
+    crate::protocol::batches::span(batches, current).next_offset
 }
 
 /// A record of a compressed batch whose bytes were copied into the batch's arena.

@@ -4,6 +4,7 @@
 //! this module touches a socket, a thread or a clock: it turns bytes into typed
 //! requests and responses and back.
 
+pub mod batches;
 mod code;
 pub mod frame;
 mod message;

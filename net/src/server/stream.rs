@@ -225,28 +225,15 @@ impl Observe {
             }
             (Observe::Fetch { topic }, Response::Fetched { batches, .. }) => {
                 m.fetch_latency.observe(started.elapsed().as_secs_f64());
-                m.consumed(&topic, count_records(batches), batches.len() as u64);
+                m.consumed(
+                    &topic,
+                    crate::protocol::batches::span(batches, 0).records,
+                    batches.len() as u64,
+                );
             }
             _ => {}
         }
     }
-}
-
-/// Records in concatenated batches, read from their headers.
-pub fn count_records(batches: &[u8]) -> u64 {
-    let mut n = 0;
-    let mut rest = batches;
-    while let Some(len) = strata_log::format::peek_length(rest) {
-        let len = len as usize;
-        if len == 0 || len > rest.len() {
-            break;
-        }
-        if let Ok(h) = strata_log::format::BatchHeader::parse(&rest[..len]) {
-            n += u64::from(h.record_count);
-        }
-        rest = &rest[len..];
-    }
-    n
 }
 
 async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Outgoing>) {

@@ -2,8 +2,8 @@
 
 use super::config::Permission;
 use super::session::Session;
-use super::stream::{Outgoing, count_records, read_more};
-use crate::protocol::{ErrorCode, ProtocolError, Request, Response, split_frame};
+use super::stream::{Outgoing, read_more};
+use crate::protocol::{ErrorCode, ProtocolError, Request, Response, batches, split_frame};
 use bytes::BytesMut;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -92,23 +92,6 @@ fn out(request_id: u64, response: Response) -> Outgoing {
     }
 }
 
-/// Offset after the last record of concatenated whole batches.
-fn next_offset(batches: &[u8], current: u64) -> u64 {
-    let mut next = current;
-    let mut rest = batches;
-    while let Some(len) = strata_log::format::peek_length(rest) {
-        let len = len as usize;
-        if len == 0 || len > rest.len() {
-            break;
-        }
-        if let Ok(h) = strata_log::format::BatchHeader::parse(&rest[..len]) {
-            next = next.max(h.next_offset());
-        }
-        rest = &rest[len..];
-    }
-    next
-}
-
 async fn push(
     session: Arc<Session>,
     sub: Subscription,
@@ -145,7 +128,8 @@ async fn push(
                 }
             }
             Ok(f) => {
-                let next = next_offset(&f.bytes, offset);
+                let span = batches::span(&f.bytes, offset);
+                let next = span.next_offset;
                 if next <= offset {
                     let response = Response::error(
                         ErrorCode::Internal,
@@ -161,7 +145,7 @@ async fn push(
                 session
                     .shared
                     .metrics
-                    .consumed(&sub.topic, count_records(&f.bytes), len as u64);
+                    .consumed(&sub.topic, span.records, len as u64);
                 let data = Response::Data {
                     high_watermark: f.high_watermark,
                     batches: f.bytes,
@@ -176,33 +160,5 @@ async fn push(
                 return;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use strata_log::format::{BatchBuilder, BuilderOptions, patch_base_offset};
-
-    #[test]
-    fn next_offset_follows_the_last_batch() {
-        let mut all = Vec::new();
-        for (base, n) in [(10u64, 3), (13, 2)] {
-            let mut b = BatchBuilder::new(BuilderOptions::default());
-            for i in 0..n {
-                b.push(i, None, Some(b"v"), &[]).unwrap();
-            }
-            let mut bytes = b.finish().unwrap();
-            patch_base_offset(&mut bytes, base);
-            all.extend_from_slice(&bytes);
-        }
-        assert_eq!(next_offset(&all, 10), 15);
-        assert_eq!(count_records(&all), 5);
-        assert_eq!(
-            next_offset(&all[..all.len() - 1], 10),
-            13,
-            "a torn tail is ignored"
-        );
-        assert_eq!(next_offset(&[], 7), 7);
     }
 }
