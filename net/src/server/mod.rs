@@ -97,6 +97,38 @@ fn bind_shared_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// Attempts at finding a free port when `listen` asks for any (port 0).
+const PORT_ATTEMPTS: usize = 16;
+
+/// Binds one socket per shard to the same address.
+///
+/// For port 0 the port is first reserved with an exclusive socket: the kernel may hand
+/// a reuse-port socket an ephemeral port that another reuse-port group of the same user
+/// already holds, and the two servers would then receive each other's packets.
+fn bind_shard_sockets(
+    listen: SocketAddr,
+    shards: usize,
+) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    let bind_all = |addr: SocketAddr| -> std::io::Result<Vec<std::net::UdpSocket>> {
+        (0..shards).map(|_| bind_shared_udp(addr)).collect()
+    };
+    if listen.port() != 0 {
+        return bind_all(listen);
+    }
+    let mut last_error = None;
+    for _ in 0..PORT_ATTEMPTS {
+        let reserved = std::net::UdpSocket::bind(listen)?.local_addr()?;
+        // The exclusive socket is closed here; the port is free unless someone takes
+        // it in between, in which case the bind below fails and another port is tried.
+        match bind_all(reserved) {
+            Ok(sockets) => return Ok(sockets),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last_error = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AddrInUse)))
+}
+
 fn transport(limits: &Limits) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(limits.max_streams_per_connection.into())
@@ -139,17 +171,12 @@ impl Server {
         } else {
             config.shards
         };
-        let first = bind_shared_udp(config.listen)
+        let sockets = bind_shard_sockets(config.listen, shards)
             .map_err(io_err(format!("binding UDP {}", config.listen)))?;
-        let local_addr = first
+        let local_addr = sockets[0]
             .local_addr()
             .map_err(io_err("reading the bound address"))?;
-        let mut sockets = vec![Some(first)];
-        for _ in 1..shards {
-            sockets.push(Some(
-                bind_shared_udp(local_addr).map_err(io_err(format!("binding UDP {local_addr}")))?,
-            ));
-        }
+        let sockets = sockets.into_iter().map(Some).collect();
         let (metrics_listener, metrics_addr) = match config.metrics_listen {
             Some(addr) => {
                 let l = metrics::bind(addr).map_err(io_err(format!("binding metrics {addr}")))?;
