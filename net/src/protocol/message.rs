@@ -1092,3 +1092,55 @@ pub fn kind_name(k: u8) -> &'static str {
         _ => "unknown",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::split_frame;
+
+    #[test]
+    fn a_batch_from_a_frame_buffer_of_its_own_becomes_mutable_without_a_copy() {
+        let batch = Bytes::from(vec![7u8; 64 * 1024]);
+        let req = Request::Produce {
+            topic: "t".into(),
+            partition: 3,
+            acks: Acks::Written,
+            expected_offset: None,
+            batch: batch.clone(),
+        };
+        let mut own = BytesMut::new();
+        let tail = req.encode(9, &mut own).unwrap();
+        own.extend_from_slice(&tail);
+        let frame = split_frame(&mut own, 1 << 20).unwrap().unwrap();
+        drop(own);
+        let start = frame.body.as_ptr() as usize;
+        let Request::Produce { batch: got, .. } = Request::decode(frame.kind, frame.body).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(got, batch);
+        let batch_ptr = got.as_ptr() as usize;
+        assert!(batch_ptr > start, "the batch is a view into the frame body");
+        let mutable = BytesMut::from(got);
+        assert_eq!(
+            mutable.as_ptr() as usize,
+            batch_ptr,
+            "converted without a copy"
+        );
+
+        // While another view of the allocation lives, the conversion has to copy: this
+        // is why the server reads large frames into a buffer of their own.
+        let mut shared = BytesMut::new();
+        req.encode(9, &mut shared);
+        shared.extend_from_slice(&tail);
+        shared.extend_from_slice(&[0u8; 3]); // the start of a next frame
+        let frame = split_frame(&mut shared, 1 << 20).unwrap().unwrap();
+        let Request::Produce { batch: got, .. } = Request::decode(frame.kind, frame.body).unwrap()
+        else {
+            panic!()
+        };
+        let ptr = got.as_ptr() as usize;
+        assert_ne!(BytesMut::from(got).as_ptr() as usize, ptr);
+        assert_eq!(shared.len(), 3);
+    }
+}

@@ -13,6 +13,10 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 pub const OUT_QUEUE: usize = 256;
 /// Largest chunk read from a stream at once.
 pub const READ_CHUNK: usize = 256 * 1024;
+/// Frames at least this large are read into a buffer of their own: a produced batch
+/// split off the shared read buffer would have to be copied again to become the
+/// mutable buffer the engine appends (it patches the base offset in place).
+const OWN_BUFFER_FROM: usize = 16 * 1024;
 /// Most frames gathered into one write.
 const WRITE_BATCH: usize = 64;
 
@@ -50,12 +54,23 @@ pub async fn read_more(
     recv: &mut quinn::RecvStream,
     buf: &mut BytesMut,
 ) -> bool {
+    read_up_to(session, recv, buf, READ_CHUNK).await
+}
+
+/// Reads at most `max` more bytes into `buf`; false when the stream ended, failed or
+/// shutdown began.
+async fn read_up_to(
+    session: &Session,
+    recv: &mut quinn::RecvStream,
+    buf: &mut BytesMut,
+    max: usize,
+) -> bool {
     let mut stop = session.shared.stop_signal();
     if *stop.borrow() {
         return false;
     }
     tokio::select! {
-        chunk = recv.read_chunk(READ_CHUNK, true) => match chunk {
+        chunk = recv.read_chunk(max, true) => match chunk {
             Ok(Some(chunk)) => {
                 buf.extend_from_slice(&chunk.bytes);
                 true
@@ -78,6 +93,7 @@ async fn read_loop(
     // half-received frames count against the connection's in-flight bytes too.
     let mut held: Option<OwnedSemaphorePermit> = None;
     loop {
+        let mut frame = None;
         if held.is_none() && buf.len() >= HEADER_LEN {
             let header = FrameHeader::decode(&buf[..HEADER_LEN], max_frame)?;
             let frame_len = HEADER_LEN + header.body_len as usize;
@@ -90,8 +106,26 @@ async fn read_loop(
                 return Ok(());
             };
             held = Some(permit);
+            if frame_len >= OWN_BUFFER_FROM && buf.len() < frame_len {
+                // Everything in `buf` belongs to this frame: move it and read the rest
+                // of the frame, and no more, straight into the frame's own buffer.
+                let mut own = BytesMut::with_capacity(frame_len);
+                own.extend_from_slice(buf);
+                buf.clear();
+                while own.len() < frame_len {
+                    let missing = frame_len - own.len();
+                    if !read_up_to(session, recv, &mut own, missing).await {
+                        return Ok(());
+                    }
+                }
+                frame = split_frame(&mut own, max_frame)?;
+                debug_assert!(frame.is_some() && own.is_empty());
+            }
         }
-        if let Some(frame) = split_frame(buf, max_frame)? {
+        if frame.is_none() {
+            frame = split_frame(buf, max_frame)?;
+        }
+        if let Some(frame) = frame {
             let mut permit = held.take().expect("a whole frame had its header budgeted");
             let request_id = frame.request_id;
             let request = Request::decode(frame.kind, frame.body)?;
