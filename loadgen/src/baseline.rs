@@ -167,6 +167,7 @@ pub fn transport_config() -> quinn::TransportConfig {
         .receive_window(quinn::VarInt::from_u32(RECEIVE_WINDOW))
         .send_window(SEND_WINDOW);
     strata_net::quic::tune_mtu(&mut t);
+    strata_net::quic::tune_acks(&mut t);
     t
 }
 

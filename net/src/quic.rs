@@ -41,6 +41,23 @@ pub fn endpoint_config() -> quinn::EndpointConfig {
     config
 }
 
+/// Ack-eliciting packets a peer may receive before it must acknowledge (QUIC ACK
+/// Frequency extension; the RFC 9000 default acknowledges every second packet).
+pub const ACK_ELICITING_THRESHOLD: u32 = 8;
+
+/// Longest a peer may hold an acknowledgement back when fewer packets arrived.
+pub const MAX_ACK_DELAY: Duration = Duration::from_millis(2);
+
+/// Asks the peer of a connection configured with `t` to acknowledge every
+/// [`ACK_ELICITING_THRESHOLD`] packets or after [`MAX_ACK_DELAY`] (fewer ACK-only packets;
+/// strata's responses, not QUIC ACKs, carry its latency).
+pub fn tune_acks(t: &mut quinn::TransportConfig) {
+    let mut acks = quinn::AckFrequencyConfig::default();
+    acks.ack_eliciting_threshold(quinn::VarInt::from_u32(ACK_ELICITING_THRESHOLD))
+        .max_ack_delay(Some(MAX_ACK_DELAY));
+    t.ack_frequency_config(Some(acks));
+}
+
 /// Sets path MTU discovery on `t` to search up to [`MTU_UPPER_BOUND`].
 pub fn tune_mtu(t: &mut quinn::TransportConfig) {
     let mut mtu = quinn::MtuDiscoveryConfig::default();

@@ -140,6 +140,12 @@ impl BatchBuilder {
         Ok(())
     }
 
+    /// Makes room for `bytes` of encoded batch before the next push has to grow the buffer.
+    pub fn reserve(&mut self, bytes: usize) {
+        let used = if self.count == 0 { 0 } else { self.buf.len() };
+        self.buf.reserve(bytes.saturating_sub(used));
+    }
+
     /// Seals the records pushed so far into a batch with base offset 0 and resets the builder.
     ///
     /// The broker assigns the real base offset on append.

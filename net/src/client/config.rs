@@ -182,6 +182,7 @@ impl ClientConfig {
             t.max_idle_timeout(Some(idle));
         }
         crate::quic::tune_mtu(&mut t);
+        crate::quic::tune_acks(&mut t);
         t
     }
 }

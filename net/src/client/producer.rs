@@ -2,7 +2,9 @@
 //!
 //! ```text
 //!  send() ──▶ memory semaphore (max_inflight_bytes) ──▶ open BatchBuilder of (topic, partition)
-//!                                                           │ full (batch_bytes) or linger expired
+//!                                                           │ full (batch_bytes), or linger expired
+//!                                                           │ while the partition has fewer than
+//!                                                           │ max_inflight_batches unacknowledged
 //!                                                           ▼
 //!                                           sealed batch: stamped (producer id, epoch, sequence)
 //!                                                           │ handoff queue
@@ -11,6 +13,12 @@
 //!                              flight on the partition's lane; completes batches in order;
 //!                              retries the same bytes after retriable errors or reconnects
 //! ```
+//!
+//! A lingered batch is sealed only once its partition's pipeline has room: while the
+//! window is full, records keep joining the open batch (up to `batch_bytes`), and the
+//! driver seals it as soon as an answer frees a slot. Under load batches grow with the
+//! round trip instead of queueing up small; with `linger` zero a record is sent at once
+//! whenever the window has room.
 //!
 //! Every record of a batch shares one completion (`Arc<Completion>`); a record's
 //! [`DeliveryFuture`] holds that and its index, so its offset is `base + index`.
@@ -41,6 +49,10 @@ const PRODUCE_OVERHEAD: usize = HEADER_LEN + 2 + MAX_TOPIC_NAME_LEN + 4 + 1 + 9;
 const RECORD_OVERHEAD: usize = 32;
 /// Headers converted on the stack; more take one allocation.
 const INLINE_HEADERS: usize = 8;
+/// Most bytes a new batch's buffer is allocated with up front (it grows past that).
+const MAX_BATCH_RESERVE: usize = 256 * 1024;
+/// Room reserved past `batch_bytes`: a batch is sealed after the record that filled it.
+const BATCH_RESERVE_SLACK: usize = 1024;
 
 /// How a [`Producer`] batches and acknowledges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,10 +295,14 @@ struct PartitionBuf {
     open: Option<OpenBatch>,
     next_sequence: i32,
     handoff: VecDeque<Sealed>,
+    /// Batches sealed and not yet completed (in the handoff queue or the driver's pipeline).
+    unacked: usize,
     /// The last batch sealed: once it completes, every earlier one has.
     last_sealed: Option<Arc<Completion>>,
     /// The driver task's wake-up, while one runs.
     driver: Option<Arc<Notify>>,
+    /// Bytes allocated for a batch when it opens, so it does not grow by reallocation.
+    reserve: usize,
 }
 
 impl PartitionBuf {
@@ -297,8 +313,10 @@ impl PartitionBuf {
             open: None,
             next_sequence: 0,
             handoff: VecDeque::new(),
+            unacked: 0,
             last_sealed: None,
             driver: None,
+            reserve: 0,
         }
     }
 
@@ -319,6 +337,7 @@ impl PartitionBuf {
         let mut opened = false;
         loop {
             if self.open.is_none() {
+                self.builder.reserve(self.reserve);
                 self.open = Some(OpenBatch {
                     completion: Completion::new(self.partition),
                     reserved: 0,
@@ -350,6 +369,11 @@ impl PartitionBuf {
         }
     }
 
+    /// When the open batch's linger runs out, if one is open.
+    fn linger_due(&self, linger: Duration) -> Option<Instant> {
+        self.open.as_ref().map(|o| o.opened + linger)
+    }
+
     /// Seals the open batch (if any) into the handoff queue; true if one was sealed.
     fn seal(&mut self, identity: Option<ProducerIdentity>, delivery_timeout: Duration) -> bool {
         let Some(open) = self.open.take() else {
@@ -367,6 +391,7 @@ impl PartitionBuf {
         };
         match self.builder.finish() {
             Ok(bytes) => {
+                self.unacked += 1;
                 self.last_sealed = Some(open.completion.clone());
                 self.handoff.push_back(Sealed {
                     bytes: bytes.freeze(),
@@ -396,10 +421,19 @@ struct TopicBuf {
 }
 
 impl TopicBuf {
-    fn new(name: Arc<str>, count: u32, options: BuilderOptions) -> Self {
+    /// `batch_bytes`: the producer's batch size, which each new batch reserves room for.
+    fn new(name: Arc<str>, count: u32, options: BuilderOptions, batch_bytes: usize) -> Self {
+        let reserve = batch_bytes
+            .saturating_add(BATCH_RESERVE_SLACK)
+            .min(MAX_BATCH_RESERVE);
         TopicBuf {
             name,
-            partitions: (0..count).map(|p| PartitionBuf::new(p, options)).collect(),
+            partitions: (0..count)
+                .map(|p| PartitionBuf {
+                    reserve,
+                    ..PartitionBuf::new(p, options)
+                })
+                .collect(),
             sticky: 0,
         }
     }
@@ -521,11 +555,16 @@ async fn linger(shared: Arc<Shared>) {
             let mut next: Option<Instant> = None;
             for tb in st.topics.values_mut() {
                 for p in 0..tb.count() {
-                    let Some(open) = &tb.partitions[p as usize].open else {
+                    let pb = &tb.partitions[p as usize];
+                    let Some(due) = pb.linger_due(shared.config.linger) else {
                         continue;
                     };
-                    let due = open.opened + shared.config.linger;
-                    if closing || due <= now {
+                    if closing {
+                        shared.seal_and_kick(tb, p);
+                    } else if pb.unacked >= shared.config.max_inflight_batches {
+                        // The window is full: the driver seals the batch (grown meanwhile)
+                        // as soon as an answer frees a slot.
+                    } else if due <= now {
                         shared.seal_and_kick(tb, p);
                     } else {
                         next = Some(next.map_or(due, |n| n.min(due)));
@@ -682,18 +721,39 @@ async fn drive(shared: Arc<Shared>, topic: Arc<str>, partition: u32, wake: Arc<N
     let client = &shared.client;
     let lane = client.lane_for(&topic, partition);
     let idempotent = shared.identity.is_some();
-    let mut pipe: Pipeline<PendingResponse> = Pipeline::new(shared.config.max_inflight_batches);
+    let window = shared.config.max_inflight_batches;
+    let mut pipe: Pipeline<PendingResponse> = Pipeline::new(window);
     let mut retries = 0u32;
+    // Batches completed since the state was last locked.
+    let mut completed = 0usize;
     loop {
         {
             let mut st = shared.lock();
-            let Some(pb) = st
-                .topics
-                .get_mut(&topic)
-                .and_then(|t| t.partitions.get_mut(partition as usize))
-            else {
+            let Some(tb) = st.topics.get_mut(&topic) else {
                 return;
             };
+            let Some(pb) = tb.partitions.get_mut(partition as usize) else {
+                return;
+            };
+            debug_assert!(
+                pb.unacked >= completed,
+                "more completions than sealed batches"
+            );
+            let was_full = pb.unacked >= window;
+            pb.unacked = pb.unacked.saturating_sub(completed);
+            completed = 0;
+            if was_full && pb.unacked < window {
+                // A slot was freed: send the open batch if its linger ran out while the
+                // window was full, or hand it back to the linger task's timer.
+                match pb.linger_due(shared.config.linger) {
+                    Some(due) if due <= Instant::now() => {
+                        tb.seal(partition, shared.identity, shared.config.delivery_timeout);
+                    }
+                    Some(_) => shared.linger_wake.notify_one(),
+                    None => {}
+                }
+            }
+            let pb = &mut tb.partitions[partition as usize];
             for batch in pb.handoff.drain(..) {
                 pipe.push(batch);
             }
@@ -741,11 +801,13 @@ async fn drive(shared: Arc<Shared>, topic: Arc<str>, partition: u32, wake: Arc<N
             Decision::Done(offsets) => {
                 retries = 0;
                 if let Some(slot) = pipe.slots.pop_front() {
+                    completed += 1;
                     shared.finish(slot.batch, Ok(offsets));
                 }
             }
             Decision::Fail(e) => {
                 if let Some(slot) = pipe.slots.pop_front() {
+                    completed += 1;
                     shared.finish(slot.batch, Err(e));
                 }
             }
@@ -873,10 +935,9 @@ impl Producer {
         }
         let mut st = shared.lock();
         let name: Arc<str> = Arc::from(topic);
-        let tb = st
-            .topics
-            .entry(name.clone())
-            .or_insert_with(|| TopicBuf::new(name, count, shared.options));
+        let tb = st.topics.entry(name.clone()).or_insert_with(|| {
+            TopicBuf::new(name, count, shared.options, shared.config.batch_bytes)
+        });
         Ok(tb.count())
     }
 
@@ -1036,9 +1097,12 @@ impl Producer {
             Ok(v) => v,
             Err(e) => return Some(Err(e)),
         };
-        if pb.builder.encoded_len() >= shared.config.batch_bytes {
+        let window_open = pb.unacked < shared.config.max_inflight_batches;
+        if pb.builder.encoded_len() >= shared.config.batch_bytes
+            || (shared.config.linger.is_zero() && window_open)
+        {
             shared.seal_and_kick(tb, p);
-        } else if opened {
+        } else if opened && window_open {
             shared.linger_wake.notify_one();
         }
         Some(Ok(DeliveryFuture { completion, index }))
@@ -1171,7 +1235,7 @@ mod tests {
 
     #[test]
     fn sticky_partition_moves_when_its_batch_is_sealed() {
-        let mut tb = TopicBuf::new(Arc::from("t"), 3, options());
+        let mut tb = TopicBuf::new(Arc::from("t"), 3, options(), 1024);
         assert_eq!(tb.sticky, 0);
         push(&mut tb.partitions[0], b"v");
         assert!(tb.seal(0, None, T));

@@ -318,6 +318,90 @@ async fn produced_records_are_consumed_in_order_per_partition() {
     stop(server).await;
 }
 
+/// Record counts of the batches stored in `partition` of `topic`, in offset order.
+async fn stored_batches(client: &Client, topic: &str, partition: u32) -> Vec<u32> {
+    let fetched = client
+        .fetch(topic, partition, 0, 16 << 20, Duration::ZERO)
+        .await
+        .unwrap();
+    strata_log::format::BatchIter::new(&fetched.batches)
+        .map(|b| b.unwrap().header().record_count)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_window_grows_the_open_batch_instead_of_queueing_small_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(server_config(dir.path())).unwrap();
+    let client = Client::connect(client_config(&server)).await.unwrap();
+    client.create_topic("nb", topic(1)).await.unwrap();
+    client.create_topic("lg", topic(1)).await.unwrap();
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig {
+            linger: Duration::ZERO,
+            max_inflight_batches: 1,
+            batch_bytes: 64 * 1024,
+            ..ProducerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    producer.partitions("nb").await.unwrap();
+    // On this single-threaded runtime nothing is answered while the loop runs: the first
+    // record goes out alone (zero linger, a free slot), the other 499 wait for the slot
+    // in the open batch rather than each becoming a batch of its own.
+    let mut futures = Vec::new();
+    for i in 0..500u32 {
+        futures.push(
+            producer
+                .send_to("nb", 0, None, &i.to_le_bytes(), &[])
+                .await
+                .unwrap(),
+        );
+    }
+    producer.flush().await.unwrap();
+    for (i, f) in futures.into_iter().enumerate() {
+        assert_eq!(f.await.unwrap().offset, Some(i as u64));
+    }
+    assert_eq!(stored_batches(&client, "nb", 0).await, vec![1, 499]);
+
+    // A batch whose linger ran out while the window was full is sealed by the driver as
+    // soon as the answer frees the slot (the linger task leaves full windows alone).
+    let lingering = Producer::new(
+        client.clone(),
+        ProducerConfig {
+            linger: Duration::from_millis(2),
+            max_inflight_batches: 1,
+            ..ProducerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    lingering.partitions("lg").await.unwrap();
+    let first = lingering.send_to("lg", 0, None, b"a", &[]).await.unwrap();
+    // Blocking sleeps let lingers run out while no task runs; the yields let the linger
+    // task seal "a" and its driver send it.
+    std::thread::sleep(Duration::from_millis(3));
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    let mut rest = Vec::new();
+    for _ in 0..3 {
+        rest.push(lingering.send_to("lg", 0, None, b"b", &[]).await.unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(3));
+    assert_eq!(first.await.unwrap().offset, Some(0));
+    for (i, f) in rest.into_iter().enumerate() {
+        let delivered = tokio::time::timeout(Duration::from_secs(10), f).await;
+        assert_eq!(delivered.unwrap().unwrap().offset, Some(i as u64 + 1));
+    }
+    assert_eq!(stored_batches(&client, "lg", 0).await, vec![1, 3]);
+    producer.close().await.unwrap();
+    lingering.close().await.unwrap();
+    stop(server).await;
+}
+
 fn group(name: &str) -> GroupConfig {
     GroupConfig {
         heartbeat_interval: Duration::from_millis(100),

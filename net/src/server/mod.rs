@@ -141,6 +141,7 @@ fn transport(limits: &Limits) -> quinn::TransportConfig {
         t.max_idle_timeout(Some(idle));
     }
     crate::quic::tune_mtu(&mut t);
+    crate::quic::tune_acks(&mut t);
     t
 }
 
