@@ -166,7 +166,6 @@ pub fn transport_config() -> quinn::TransportConfig {
     t.stream_receive_window(quinn::VarInt::from_u32(STREAM_RECEIVE_WINDOW))
         .receive_window(quinn::VarInt::from_u32(RECEIVE_WINDOW))
         .send_window(SEND_WINDOW);
-    strata_net::quic::tune_mtu(&mut t);
     strata_net::quic::tune_acks(&mut t);
     t
 }
@@ -292,7 +291,7 @@ pub async fn quic_bulk(ip: IpAddr, mib: u64) -> Result<QuicBaseline, BaselineErr
         BaselineError::Config("no async runtime (call from inside tokio)".to_owned())
     })?;
     let server = quinn::Endpoint::new(
-        strata_net::quic::endpoint_config(),
+        quinn::EndpointConfig::default(),
         Some(server_config),
         udp_socket(SocketAddr::new(ip, 0)).map_err(io("binding the server socket"))?,
         runtime.clone(),
@@ -302,7 +301,7 @@ pub async fn quic_bulk(ip: IpAddr, mib: u64) -> Result<QuicBaseline, BaselineErr
         .local_addr()
         .map_err(io("reading the server address"))?;
     let mut client = quinn::Endpoint::new(
-        strata_net::quic::endpoint_config(),
+        quinn::EndpointConfig::default(),
         None,
         udp_socket(SocketAddr::new(ip, 0)).map_err(io("binding the client socket"))?,
         runtime,

@@ -168,6 +168,10 @@ pub struct Args {
     /// Closed loop: unacknowledged batches allowed per producer.
     #[arg(long, default_value_t = 16)]
     pub max_in_flight: usize,
+    /// Batches a producer keeps in flight per partition (1 to 5): while they are, the
+    /// partition's next batch keeps growing (Kafka's max.in.flight.requests).
+    #[arg(long, default_value_t = strata_log::producer::RECENT_BATCHES)]
+    pub partition_window: usize,
     /// What to exercise.
     #[arg(long, value_enum, default_value_t = Scenario::E2e)]
     pub scenario: Scenario,
@@ -297,6 +301,8 @@ pub struct ConfigEcho {
     pub rate: Option<f64>,
     /// Closed-loop in-flight batches per producer.
     pub max_in_flight: usize,
+    /// Batches in flight per partition.
+    pub partition_window: usize,
     /// Embedded server shards (0: one per core).
     pub shards: usize,
     /// Generator seed.
@@ -339,6 +345,12 @@ impl Args {
         }
         if self.max_in_flight == 0 {
             return fail("--max-in-flight must be at least 1".into());
+        }
+        let most = strata_log::producer::RECENT_BATCHES;
+        if !(1..=most).contains(&self.partition_window) {
+            return fail(format!(
+                "--partition-window must be in 1..={most} (the server remembers {most} batches per producer)"
+            ));
         }
         if let Some(r) = self.rate {
             if !(r.is_finite() && r > 0.0) {
@@ -461,6 +473,7 @@ impl Args {
             .to_owned(),
             rate: self.rate,
             max_in_flight: self.max_in_flight,
+            partition_window: self.partition_window,
             shards: self.shards,
             seed: self.seed,
         }

@@ -351,7 +351,8 @@ impl Report {
         };
         format!(
             "{} against {}: {} producers, {} consumers, {} x {} partitions, {} B messages, \
-             keys {}, batches {} B / {} ms, compression {}, acks {}, {load}",
+             keys {}, batches {} B / {} ms / {} in flight per partition, compression {}, \
+             acks {}, {load}",
             c.scenario.as_str(),
             c.server,
             c.producers,
@@ -362,6 +363,7 @@ impl Report {
             c.keys,
             c.batch_bytes,
             c.linger_ms,
+            c.partition_window,
             c.compression.as_str(),
             c.acks.as_str(),
         )

@@ -156,6 +156,7 @@ fn producer_config(args: &Args) -> ProducerConfig {
         batch_bytes: args.batch_bytes,
         compression,
         max_inflight_bytes: budget,
+        max_inflight_batches: args.partition_window,
         ..defaults
     }
 }
@@ -200,8 +201,6 @@ fn spawn_producers(
             .map_err(bad)?,
             stop_ns,
             limit: args.messages.map(|m| m / n + u64::from((i as u64) < m % n)),
-            linger_ns: duration_ns(args.linger()),
-            batch_bytes: args.batch_bytes,
             track_acks: args.acks != AckLevel::None,
             keys: KeyGen::new(args.keys, seed).map_err(bad)?,
             sizes: SizeGen::new(args.message_size, seed ^ 0x5bd1_e995),

@@ -36,10 +36,6 @@ pub struct ProducePlan {
     pub stop_ns: u64,
     /// Stop after this many messages.
     pub limit: Option<u64>,
-    /// The producer's linger, ns (to estimate batch boundaries).
-    pub linger_ns: u64,
-    /// The producer's batch size limit, bytes (to estimate batch boundaries).
-    pub batch_bytes: usize,
     /// Whether acknowledgements carry offsets (acks other than `none`).
     pub track_acks: bool,
     /// Keys and partitions.
@@ -72,71 +68,6 @@ struct InFlight {
     sequence: u64,
     send_ns: u64,
     size: u32,
-}
-
-/// Estimates the producer's batches (a batch per partition opens with a record and
-/// closes after the linger or once full) to bound the batches in flight.
-struct BatchEstimate {
-    parts: Vec<PartBatches>,
-    in_flight: usize,
-    linger_ns: u64,
-    batch_bytes: usize,
-}
-
-#[derive(Default)]
-struct PartBatches {
-    /// Unacknowledged messages per estimated batch, oldest first.
-    counts: VecDeque<u32>,
-    open_since_ns: u64,
-    open_bytes: usize,
-}
-
-impl BatchEstimate {
-    fn new(partitions: u32, linger_ns: u64, batch_bytes: usize) -> BatchEstimate {
-        BatchEstimate {
-            parts: (0..partitions).map(|_| PartBatches::default()).collect(),
-            in_flight: 0,
-            linger_ns,
-            batch_bytes,
-        }
-    }
-
-    /// Whether a message of `size` bytes sent to `partition` at `now_ns` joins the
-    /// partition's open batch (rather than opening one).
-    fn joins(&self, partition: u32, now_ns: u64, size: usize) -> bool {
-        let pb = &self.parts[partition as usize];
-        !pb.counts.is_empty()
-            && now_ns.saturating_sub(pb.open_since_ns) < self.linger_ns
-            && pb.open_bytes + size <= self.batch_bytes
-    }
-
-    fn sent(&mut self, partition: u32, now_ns: u64, size: usize) {
-        let joins = self.joins(partition, now_ns, size);
-        let pb = &mut self.parts[partition as usize];
-        match pb.counts.back_mut() {
-            Some(last) if joins => {
-                *last += 1;
-                pb.open_bytes += size;
-            }
-            _ => {
-                pb.counts.push_back(1);
-                pb.open_since_ns = now_ns;
-                pb.open_bytes = size;
-                self.in_flight += 1;
-            }
-        }
-    }
-
-    fn done(&mut self, partition: u32) {
-        let pb = &mut self.parts[partition as usize];
-        if let Some(first) = pb.counts.front_mut() {
-            *first -= 1;
-            if *first == 0 {
-                pb.counts.pop_front();
-                self.in_flight -= 1;
-            }
-        }
-    }
 }
 
 /// Acknowledged sequences per partition, handed to the verifiers as ranges.
@@ -175,7 +106,6 @@ struct Task {
     clock: RunClock,
     recorder: Recorder,
     queue: VecDeque<InFlight>,
-    estimate: BatchEstimate,
     acks: AckRanges,
     outcome: ProduceOutcome,
     /// Sends not yet reported to the recorder: messages, bytes.
@@ -184,7 +114,6 @@ struct Task {
 
 impl Task {
     fn complete(&mut self, m: InFlight, result: Result<RecordMetadata, ClientError>, now: u64) {
-        self.estimate.done(m.partition);
         match result {
             Ok(_) => {
                 self.outcome.acked += 1;
@@ -276,8 +205,6 @@ pub async fn run(
         schedule,
         stop_ns,
         limit,
-        linger_ns,
-        batch_bytes,
         track_acks,
         mut keys,
         mut sizes,
@@ -291,7 +218,6 @@ pub async fn run(
         clock,
         recorder,
         queue: VecDeque::new(),
-        estimate: BatchEstimate::new(total, linger_ns, batch_bytes),
         acks: AckRanges {
             producer: index,
             pending: vec![None; total as usize],
@@ -325,10 +251,10 @@ pub async fn run(
             let partition = shared.run_partition(topic_index, target.partition);
             let size = sizes.next_size();
             if let Schedule::Closed { max_in_flight } = schedule {
-                // At the bound, wait for the oldest batch. (Letting messages join open
-                // batches at the bound lets the batches, and the latency, grow.)
+                // At the bound, wait for the oldest message's batch. (Letting messages
+                // join open batches at the bound lets the batches, and the latency, grow.)
                 while track_acks
-                    && task.estimate.in_flight >= max_in_flight
+                    && producer.batches_in_flight() >= max_in_flight
                     && !task.queue.is_empty()
                 {
                     task.wait_head().await;
@@ -364,7 +290,6 @@ pub async fn run(
             task.unreported.0 += 1;
             task.unreported.1 += size as u64;
             if track_acks {
-                task.estimate.sent(partition, now, size);
                 task.queue.push_back(InFlight {
                     delivery,
                     partition,

@@ -502,14 +502,6 @@ fn topic_hash(topic: &str) -> u64 {
     })
 }
 
-/// A client-only endpoint on `bind` that accepts datagrams as large as the server's.
-fn client_endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| std::io::Error::other("no async runtime (call from inside tokio)"))?;
-    let socket = std::net::UdpSocket::bind(bind)?;
-    quinn::Endpoint::new(crate::quic::endpoint_config(), None, socket, runtime)
-}
-
 impl Client {
     /// Connects to the server in `config` and completes the HELLO handshake (one attempt).
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
@@ -519,7 +511,7 @@ impl Client {
         } else {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
-        let endpoint = client_endpoint(bind).map_err(|e| ClientError::Connect {
+        let endpoint = quinn::Endpoint::client(bind).map_err(|e| ClientError::Connect {
             addr: config.server,
             reason: format!("cannot bind a UDP socket: {e}"),
         })?;

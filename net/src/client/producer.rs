@@ -30,7 +30,7 @@ use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -303,6 +303,8 @@ struct PartitionBuf {
     driver: Option<Arc<Notify>>,
     /// Bytes allocated for a batch when it opens, so it does not grow by reallocation.
     reserve: usize,
+    /// The producer's count of batches sealed and not yet completed, all partitions.
+    sealed: Arc<AtomicUsize>,
 }
 
 impl PartitionBuf {
@@ -317,6 +319,7 @@ impl PartitionBuf {
             last_sealed: None,
             driver: None,
             reserve: 0,
+            sealed: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -392,6 +395,7 @@ impl PartitionBuf {
         match self.builder.finish() {
             Ok(bytes) => {
                 self.unacked += 1;
+                self.sealed.fetch_add(1, Ordering::Relaxed);
                 self.last_sealed = Some(open.completion.clone());
                 self.handoff.push_back(Sealed {
                     bytes: bytes.freeze(),
@@ -421,8 +425,15 @@ struct TopicBuf {
 }
 
 impl TopicBuf {
-    /// `batch_bytes`: the producer's batch size, which each new batch reserves room for.
-    fn new(name: Arc<str>, count: u32, options: BuilderOptions, batch_bytes: usize) -> Self {
+    /// `batch_bytes`: the producer's batch size, which each new batch reserves room for;
+    /// `sealed`: the producer's count of batches in flight.
+    fn new(
+        name: Arc<str>,
+        count: u32,
+        options: BuilderOptions,
+        batch_bytes: usize,
+        sealed: &Arc<AtomicUsize>,
+    ) -> Self {
         let reserve = batch_bytes
             .saturating_add(BATCH_RESERVE_SLACK)
             .min(MAX_BATCH_RESERVE);
@@ -431,6 +442,7 @@ impl TopicBuf {
             partitions: (0..count)
                 .map(|p| PartitionBuf {
                     reserve,
+                    sealed: sealed.clone(),
                     ..PartitionBuf::new(p, options)
                 })
                 .collect(),
@@ -472,6 +484,8 @@ struct Shared {
     closing: AtomicBool,
     /// The first delivery failure since the last `flush`.
     first_error: Mutex<Option<ClientError>>,
+    /// Batches sealed and not yet completed, all partitions.
+    sealed: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -802,12 +816,14 @@ async fn drive(shared: Arc<Shared>, topic: Arc<str>, partition: u32, wake: Arc<N
                 retries = 0;
                 if let Some(slot) = pipe.slots.pop_front() {
                     completed += 1;
+                    shared.sealed.fetch_sub(1, Ordering::Relaxed);
                     shared.finish(slot.batch, Ok(offsets));
                 }
             }
             Decision::Fail(e) => {
                 if let Some(slot) = pipe.slots.pop_front() {
                     completed += 1;
+                    shared.sealed.fetch_sub(1, Ordering::Relaxed);
                     shared.finish(slot.batch, Err(e));
                 }
             }
@@ -904,6 +920,7 @@ impl Producer {
             closed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             first_error: Mutex::new(None),
+            sealed: Arc::new(AtomicUsize::new(0)),
         });
         tokio::spawn(linger(shared.clone()));
         Ok(Producer {
@@ -914,6 +931,12 @@ impl Producer {
     /// The producer id and epoch stamped on batches (none when not idempotent).
     pub fn identity(&self) -> Option<ProducerIdentity> {
         self.handle.shared.identity
+    }
+
+    /// Batches sealed and not yet acknowledged or failed, over all partitions (the ones
+    /// in flight and the ones queued behind a full window).
+    pub fn batches_in_flight(&self) -> usize {
+        self.handle.shared.sealed.load(Ordering::Relaxed)
     }
 
     /// The client this producer sends through.
@@ -936,7 +959,13 @@ impl Producer {
         let mut st = shared.lock();
         let name: Arc<str> = Arc::from(topic);
         let tb = st.topics.entry(name.clone()).or_insert_with(|| {
-            TopicBuf::new(name, count, shared.options, shared.config.batch_bytes)
+            TopicBuf::new(
+                name,
+                count,
+                shared.options,
+                shared.config.batch_bytes,
+                &shared.sealed,
+            )
         });
         Ok(tb.count())
     }
@@ -1235,7 +1264,7 @@ mod tests {
 
     #[test]
     fn sticky_partition_moves_when_its_batch_is_sealed() {
-        let mut tb = TopicBuf::new(Arc::from("t"), 3, options(), 1024);
+        let mut tb = TopicBuf::new(Arc::from("t"), 3, options(), 1024, &Arc::default());
         assert_eq!(tb.sticky, 0);
         push(&mut tb.partitions[0], b"v");
         assert!(tb.seal(0, None, T));

@@ -122,7 +122,7 @@ async fn serve_endpoint(shared: Arc<Shared>, index: usize) {
         return;
     };
     let endpoint = match quinn::Endpoint::new(
-        crate::quic::endpoint_config(),
+        quinn::EndpointConfig::default(),
         Some(shared.quinn.clone()),
         socket,
         Arc::new(quinn::TokioRuntime),
