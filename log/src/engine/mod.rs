@@ -123,13 +123,21 @@ impl std::task::Wake for ThreadWaker {
     }
 }
 
+thread_local! {
+    /// This thread's waker for [`block_on`], made once rather than on every wait.
+    static THREAD_WAKER: std::task::Waker =
+        std::task::Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+}
+
 /// Polls `fut` on the current thread, parking between wake-ups.
 ///
 /// Unlike tokio's `blocking_recv`, this may be called from a thread that also runs an
 /// async runtime (an embedding program's `main`, a test): it blocks only this thread.
 fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);
-    let waker = std::task::Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let waker = THREAD_WAKER
+        .try_with(std::task::Waker::clone)
+        .unwrap_or_else(|_| std::task::Waker::from(Arc::new(ThreadWaker(std::thread::current()))));
     let mut cx = Context::from_waker(&waker);
     loop {
         if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
@@ -523,6 +531,28 @@ impl Engine {
         expected_offset: u64,
     ) -> Result<Pending<Appended>> {
         self.produce_inner(topic, partition, batch, Some(expected_offset))
+    }
+
+    /// Appends several encoded batches to one partition, in order, in one request.
+    ///
+    /// Resolves once every accepted batch is durable, with one result per batch in the
+    /// order given. The accepted batches are always a prefix of `batches`: after the
+    /// first batch that fails, the rest are not tried and fail with
+    /// [`Error::AppendFailed`]. One request per many batches costs one inbox slot, one
+    /// wake-up and one reply, so it amortises the cross-thread round trip.
+    pub fn produce_many(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: Vec<BytesMut>,
+    ) -> Result<Pending<Vec<Result<Appended>>>> {
+        let (id, shard) = self.partition_id(topic, partition)?;
+        if batches.is_empty() {
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(Ok(Vec::new()));
+            return Ok(Pending(rx));
+        }
+        self.request(shard, |reply| Command::ProduceMany { id, batches, reply })
     }
 
     fn produce_inner(
