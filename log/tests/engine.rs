@@ -958,7 +958,9 @@ async fn blocking_api_works_from_inside_an_async_runtime() {
 }
 
 fn values(prefix: &str, n: usize) -> Vec<Vec<u8>> {
-    (0..n).map(|i| format!("{prefix}-{i}").into_bytes()).collect()
+    (0..n)
+        .map(|i| format!("{prefix}-{i}").into_bytes())
+        .collect()
 }
 
 #[test]
@@ -997,7 +999,10 @@ fn produce_many_appends_in_order_with_contiguous_offsets() {
             .unwrap()
             .wait()
             .unwrap();
-        assert_eq!(after.base_offset, 8, "single produce continues after the request");
+        assert_eq!(
+            after.base_offset, 8,
+            "single produce continues after the request"
+        );
         let got: Vec<(u64, Vec<u8>)> = read_all(&engine, "many", p);
         let mut want = Vec::new();
         for (prefix, n) in [("a", 2), ("m0", 1), ("m1", 3), ("m2", 2), ("z", 1)] {
@@ -1030,11 +1035,7 @@ fn produce_many_accepts_a_prefix_and_stops_at_the_first_bad_batch() {
     let mut corrupt = batch(&values("x", 2));
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xFF;
-    let batches = vec![
-        batch(&values("ok", 2)),
-        corrupt,
-        batch(&values("never", 1)),
-    ];
+    let batches = vec![batch(&values("ok", 2)), corrupt, batch(&values("never", 1))];
     let results = engine
         .produce_many("bad", 0, batches)
         .unwrap()
@@ -1043,7 +1044,11 @@ fn produce_many_accepts_a_prefix_and_stops_at_the_first_bad_batch() {
     assert_eq!(results.len(), 3);
     let ok = results[0].as_ref().unwrap();
     assert_eq!((ok.base_offset, ok.last_offset), (0, 1));
-    assert!(matches!(results[1], Err(Error::Format(_))), "{:?}", results[1]);
+    assert!(
+        matches!(results[1], Err(Error::Format(_))),
+        "{:?}",
+        results[1]
+    );
     assert!(
         matches!(results[2], Err(Error::AppendFailed(_))),
         "{:?}",
@@ -1128,7 +1133,11 @@ fn produce_many_without_durability_wait_and_with_idempotent_retries() {
     };
     engine.create_topic("fast", none).unwrap();
     let results = engine
-        .produce_many("fast", 0, vec![batch(&values("f", 2)), batch(&values("g", 2))])
+        .produce_many(
+            "fast",
+            0,
+            vec![batch(&values("f", 2)), batch(&values("g", 2))],
+        )
         .unwrap()
         .wait()
         .unwrap();
@@ -1159,6 +1168,9 @@ fn produce_many_without_durability_wait_and_with_idempotent_retries() {
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(first, retry, "a retried request is acknowledged with its offsets");
+    assert_eq!(
+        first, retry,
+        "a retried request is acknowledged with its offsets"
+    );
     assert_eq!(read_all(&engine, "idem", 0).len(), 3, "written once");
 }

@@ -286,7 +286,9 @@ impl Slot {
     /// Accepts one batch of a produce request without starting a write (the turn's poll
     /// writes everything accepted in one job); returns its offsets.
     fn accept(&mut self, batch: BytesMut) -> Result<Appended> {
-        self.partition.enqueue(batch).inspect_err(|e| self.fail_dropped(e))
+        self.partition
+            .enqueue(batch)
+            .inspect_err(|e| self.fail_dropped(e))
     }
 
     /// Accepts every batch of a `produce_many` request, in order, and queues its answer.
@@ -442,6 +444,8 @@ impl ShardCore {
 
     /// Does one round of non-blocking work.
     pub fn turn(&mut self, now: Instant) -> Turn {
+        // Answers given during the turn wake their blocked callers once, at its end.
+        let _defer = super::DeferWakes::new();
         let mut progressed = false;
         for _ in 0..COMMANDS_PER_TURN {
             let Some(cmd) = self.inbox.pop() else { break };
@@ -892,14 +896,24 @@ mod tests {
         let err = Error::AppendFailed("disk gone".into());
         Waiter::Many(results, tx).fail_from(2, &err);
         let got = rx.try_recv().unwrap().unwrap();
-        assert_eq!(got[0].as_ref().unwrap(), &appended(0, 1), "durable stays Ok");
+        assert_eq!(
+            got[0].as_ref().unwrap(),
+            &appended(0, 1),
+            "durable stays Ok"
+        );
         assert!(matches!(got[1], Err(Error::AppendFailed(_))));
         assert!(matches!(got[2], Err(Error::AppendFailed(_))));
-        assert!(matches!(got[3], Err(Error::ShuttingDown)), "earlier errors kept");
+        assert!(
+            matches!(got[3], Err(Error::ShuttingDown)),
+            "earlier errors kept"
+        );
 
         let (tx, mut rx) = oneshot::channel();
         Waiter::One(appended(7, 9), tx).fail_from(7, &err);
-        assert!(matches!(rx.try_recv().unwrap(), Err(Error::AppendFailed(_))));
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            Err(Error::AppendFailed(_))
+        ));
         let (tx, mut rx) = oneshot::channel::<Result<Vec<Result<Appended>>>>();
         Waiter::Many(Vec::new(), tx).fail(Error::ShuttingDown);
         assert!(matches!(rx.try_recv().unwrap(), Err(Error::ShuttingDown)));
