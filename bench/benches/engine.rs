@@ -7,7 +7,13 @@
 //! * `log`: one `Partition`, `submit` + `wait` on the calling thread (the raw log path);
 //! * `engine-1-shard`: an `Engine` with one shard and a two-partition topic, two producer
 //!   threads (one per partition);
-//! * `engine-2-shards`: the same with two shards, so each partition has its own core.
+//! * `engine-2-shards`: the same with two shards, so each partition has its own core;
+//! * `engine-{1,2}-shard-many8`: the same batches through `Engine::produce_many`, 8 per
+//!   request and 2 requests in flight (16 batches, as above).
+//!
+//! The producer threads are started once per case and reused by every iteration, so
+//! thread creation is not counted against the engine; each iteration hands them fresh
+//! copies of the batches, made outside the timed region.
 //!
 //! Fetch reads every record back (`Partition::read` vs `Engine::fetch`, whole batches,
 //! headers checked), each partition 8 times per iteration.
@@ -78,6 +84,8 @@ const RECORD: usize = 100;
 const PER_BATCH: usize = 100;
 const BATCHES: usize = 400; // per producer per iteration: 40 000 records
 const WINDOW: usize = 16;
+/// Batches per `produce_many` request in the `-many8` cases.
+const PER_REQUEST: usize = 8;
 const SEGMENT: u64 = 64 << 20;
 
 fn batches() -> Vec<BytesMut> {
@@ -153,6 +161,30 @@ fn produce_engine(e: &Engine, partition: u32, batches: Vec<BytesMut>) {
     }
 }
 
+/// Produces `batches` to one partition, `PER_REQUEST` per request, `WINDOW` batches in flight.
+fn produce_engine_many(e: &Engine, partition: u32, batches: Vec<BytesMut>) {
+    type Many = strata_log::Pending<Vec<strata_log::Result<strata_log::Appended>>>;
+    let mut inflight: VecDeque<Many> = VecDeque::with_capacity(WINDOW / PER_REQUEST);
+    let mut batches = batches.into_iter();
+    loop {
+        let request: Vec<BytesMut> = batches.by_ref().take(PER_REQUEST).collect();
+        if request.is_empty() {
+            break;
+        }
+        if inflight.len() == WINDOW / PER_REQUEST {
+            for r in inflight.pop_front().unwrap().wait().unwrap() {
+                r.unwrap();
+            }
+        }
+        inflight.push_back(e.produce_many("bench", partition, request).unwrap());
+    }
+    for p in inflight {
+        for r in p.wait().unwrap() {
+            r.unwrap();
+        }
+    }
+}
+
 fn produce_log(p: &mut Partition, batches: Vec<BytesMut>) {
     let mut last = VecDeque::with_capacity(WINDOW);
     for b in batches {
@@ -203,33 +235,54 @@ fn bench_produce(c: &mut Criterion) {
         })
     });
     drop(meter);
-    for (shards, name) in [
-        (1usize, "produce/engine-1-shard"),
-        (2, "produce/engine-2-shard"),
+    for (shards, many, name) in [
+        (1usize, false, "produce/engine-1-shard"),
+        (2, false, "produce/engine-2-shard"),
+        (1, true, "produce/engine-1-shard-many8"),
+        (2, true, "produce/engine-2-shard-many8"),
     ] {
         let mut meter = CpuMeter::new(name);
-        g.bench_function(
-            BenchmarkId::from_parameter(format!("engine-{shards}-shard")),
-            |bch| {
-                let dir = tempfile::tempdir().unwrap();
-                let e = engine(dir.path(), shards);
+        let id = format!("engine-{shards}-shard{}", if many { "-many8" } else { "" });
+        g.bench_function(BenchmarkId::from_parameter(id), |bch| {
+            let dir = tempfile::tempdir().unwrap();
+            let e = engine(dir.path(), shards);
+            std::thread::scope(|s| {
+                // One long-lived producer thread per partition, fed one iteration at a time.
+                let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+                let mut work = Vec::new();
+                for partition in 0..2u32 {
+                    let (tx, rx) = std::sync::mpsc::channel::<Vec<BytesMut>>();
+                    work.push(tx);
+                    let (e, done_tx) = (&e, done_tx.clone());
+                    s.spawn(move || {
+                        for batches in rx {
+                            if many {
+                                produce_engine_many(e, partition, batches);
+                            } else {
+                                produce_engine(e, partition, batches);
+                            }
+                            done_tx.send(()).unwrap();
+                        }
+                    });
+                }
                 bch.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
                         let inputs = [template.clone(), template.clone()];
                         total += meter.measure(msgs, || {
-                            std::thread::scope(|s| {
-                                for (partition, batches) in inputs.into_iter().enumerate() {
-                                    let e = &e;
-                                    s.spawn(move || produce_engine(e, partition as u32, batches));
-                                }
-                            });
+                            for (tx, batches) in work.iter().zip(inputs) {
+                                tx.send(batches).unwrap();
+                            }
+                            for _ in 0..work.len() {
+                                done_rx.recv().unwrap();
+                            }
                         });
                     }
                     total
-                })
-            },
-        );
+                });
+                drop(work);
+            });
+        });
     }
     g.finish();
 }

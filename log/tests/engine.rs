@@ -956,3 +956,221 @@ async fn blocking_api_works_from_inside_an_async_runtime() {
     assert_eq!(awaited.base_offset, 1);
     engine.shutdown().unwrap();
 }
+
+fn values(prefix: &str, n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| format!("{prefix}-{i}").into_bytes())
+        .collect()
+}
+
+#[test]
+fn produce_many_appends_in_order_with_contiguous_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 2)).unwrap();
+    engine.create_topic("many", topic(2)).unwrap();
+    for p in 0..2u32 {
+        let first = engine
+            .produce("many", p, batch(&values("a", 2)))
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!((first.base_offset, first.last_offset), (0, 1));
+        let sizes = [1usize, 3, 2];
+        let batches = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| batch(&values(&format!("m{i}"), n)))
+            .collect();
+        let results = engine
+            .produce_many("many", p, batches)
+            .unwrap()
+            .wait()
+            .unwrap();
+        let offsets: Vec<(u64, u64)> = results
+            .into_iter()
+            .map(|r| {
+                let a = r.unwrap();
+                (a.base_offset, a.last_offset)
+            })
+            .collect();
+        assert_eq!(offsets, vec![(2, 2), (3, 5), (6, 7)]);
+        let after = engine
+            .produce("many", p, batch(&values("z", 1)))
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(
+            after.base_offset, 8,
+            "single produce continues after the request"
+        );
+        let got: Vec<(u64, Vec<u8>)> = read_all(&engine, "many", p);
+        let mut want = Vec::new();
+        for (prefix, n) in [("a", 2), ("m0", 1), ("m1", 3), ("m2", 2), ("z", 1)] {
+            want.extend(values(prefix, n));
+        }
+        assert_eq!(got.len(), want.len());
+        for (i, (offset, value)) in got.into_iter().enumerate() {
+            assert_eq!(offset, i as u64);
+            assert_eq!(value, want[i], "record {i} in request order");
+        }
+    }
+    assert!(
+        engine
+            .produce_many("many", 0, Vec::new())
+            .unwrap()
+            .wait()
+            .unwrap()
+            .is_empty(),
+        "an empty request resolves with no results"
+    );
+    let state = engine.describe_topic("many").unwrap();
+    assert!(state.iter().all(|s| s.high_watermark == 9));
+}
+
+#[test]
+fn produce_many_accepts_a_prefix_and_stops_at_the_first_bad_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 1)).unwrap();
+    engine.create_topic("bad", topic(1)).unwrap();
+    let mut corrupt = batch(&values("x", 2));
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xFF;
+    let batches = vec![batch(&values("ok", 2)), corrupt, batch(&values("never", 1))];
+    let results = engine
+        .produce_many("bad", 0, batches)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(results.len(), 3);
+    let ok = results[0].as_ref().unwrap();
+    assert_eq!((ok.base_offset, ok.last_offset), (0, 1));
+    assert!(
+        matches!(results[1], Err(Error::Format(_))),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[2], Err(Error::AppendFailed(_))),
+        "{:?}",
+        results[2]
+    );
+    assert_eq!(
+        read_all(&engine, "bad", 0)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect::<Vec<_>>(),
+        values("ok", 2),
+        "only the prefix before the bad batch was written"
+    );
+    // The partition goes on normally after the failed request.
+    let next = engine
+        .produce("bad", 0, batch(&values("next", 1)))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(next.base_offset, 2);
+}
+
+#[test]
+fn produce_many_errors_unknown_partitions_and_answers_across_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 2)).unwrap();
+    engine.create_topic("edge", topic(2)).unwrap();
+    assert!(matches!(
+        engine.produce_many("edge", 2, vec![batch(&values("v", 1))]),
+        Err(Error::UnknownPartition { partition: 2, .. })
+    ));
+    assert!(matches!(
+        engine.produce_many("nope", 0, vec![batch(&values("v", 1))]),
+        Err(Error::UnknownTopic(_))
+    ));
+    let pending: Vec<_> = (0..100u32)
+        .map(|i| {
+            engine
+                .produce_many(
+                    "edge",
+                    i % 2,
+                    (0..4).map(|_| batch(&values("s", 3))).collect(),
+                )
+                .unwrap()
+        })
+        .collect();
+    engine.shutdown().unwrap();
+    let mut written = [0u64; 2];
+    for (i, p) in pending.into_iter().enumerate() {
+        match p.wait() {
+            Ok(results) => {
+                assert_eq!(results.len(), 4);
+                for r in results {
+                    let a = r.unwrap();
+                    assert_eq!(a.base_offset, written[i % 2], "contiguous per partition");
+                    written[i % 2] = a.last_offset + 1;
+                }
+            }
+            Err(Error::ShuttingDown) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert!(matches!(
+        engine.produce_many("edge", 0, vec![batch(&values("late", 1))]),
+        Err(Error::ShuttingDown)
+    ));
+    // What was acknowledged survives a restart.
+    let engine = Engine::open(config(dir.path(), 2)).unwrap();
+    let state = engine.describe_topic("edge").unwrap();
+    for s in state {
+        assert_eq!(s.high_watermark, written[s.partition as usize]);
+    }
+}
+
+#[test]
+fn produce_many_without_durability_wait_and_with_idempotent_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 1)).unwrap();
+    let none = TopicConfig {
+        durability: Durability::None,
+        ..topic(1)
+    };
+    engine.create_topic("fast", none).unwrap();
+    let results = engine
+        .produce_many(
+            "fast",
+            0,
+            vec![batch(&values("f", 2)), batch(&values("g", 2))],
+        )
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(results[1].as_ref().unwrap().base_offset, 2);
+    assert_eq!(read_all(&engine, "fast", 0).len(), 4);
+
+    engine.create_topic("idem", topic(1)).unwrap();
+    let pid = engine.init_producer().unwrap();
+    let request = || {
+        vec![
+            idempotent_batch(pid, 0, 0, &[b"i0", b"i1"]),
+            idempotent_batch(pid, 0, 2, &[b"i2"]),
+        ]
+    };
+    let first: Vec<_> = engine
+        .produce_many("idem", 0, request())
+        .unwrap()
+        .wait()
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let retry: Vec<_> = engine
+        .produce_many("idem", 0, request())
+        .unwrap()
+        .wait()
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        first, retry,
+        "a retried request is acknowledged with its offsets"
+    );
+    assert_eq!(read_all(&engine, "idem", 0).len(), 3, "written once");
+}

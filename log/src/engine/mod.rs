@@ -110,17 +110,82 @@ impl<T> Pending<T> {
     }
 }
 
-/// Wakes a parked thread.
+/// Wakes a thread parked in [`block_on`].
 struct ThreadWaker(std::thread::Thread);
 
 impl std::task::Wake for ThreadWaker {
     fn wake(self: Arc<Self>) {
-        self.0.unpark();
+        self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
+        let deferred = DEFERRED_WAKES.with(|d| match d.try_borrow_mut() {
+            Ok(mut d) => match d.as_mut() {
+                Some(list) => {
+                    if !list.iter().any(|w| Arc::ptr_eq(w, self)) {
+                        list.push(self.clone());
+                    }
+                    true
+                }
+                None => false,
+            },
+            Err(_) => false,
+        });
+        if !deferred {
+            self.0.unpark();
+        }
     }
+}
+
+thread_local! {
+    /// While a [`DeferWakes`] is alive on this thread: the blocked threads to wake when it
+    /// ends (each once). The list is kept between uses, so deferring allocates nothing.
+    static DEFERRED_WAKES: std::cell::RefCell<Option<Vec<Arc<ThreadWaker>>>> =
+        const { std::cell::RefCell::new(None) };
+    /// The emptied list of the last [`DeferWakes`], reused by the next.
+    static SPARE_WAKES: std::cell::Cell<Vec<Arc<ThreadWaker>>> =
+        const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Holds back the wake-ups of threads blocked in [`Pending::wait`] that this thread causes
+/// (by answering requests) until it is dropped, then wakes each such thread once.
+///
+/// A shard answers every append of a write in one go; waking the producer on the first
+/// answer let it run (often preempting the shard on the same core), take that one answer,
+/// find the next not yet sent and park again: one context-switch pair per batch. Deferred,
+/// the producer wakes once and finds all of them. Async waiters are woken as before.
+pub(crate) struct DeferWakes(());
+
+impl DeferWakes {
+    /// Starts deferring on the current thread (nesting keeps the outer one in charge).
+    pub(crate) fn new() -> Option<Self> {
+        DEFERRED_WAKES.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_some() {
+                return None;
+            }
+            *d = Some(SPARE_WAKES.take());
+            Some(DeferWakes(()))
+        })
+    }
+}
+
+impl Drop for DeferWakes {
+    fn drop(&mut self) {
+        let list = DEFERRED_WAKES.with(|d| d.borrow_mut().take());
+        if let Some(mut list) = list {
+            for w in list.drain(..) {
+                w.0.unpark();
+            }
+            SPARE_WAKES.set(list);
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's waker for [`block_on`], made once rather than on every wait.
+    static THREAD_WAKER: std::task::Waker =
+        std::task::Waker::from(Arc::new(ThreadWaker(std::thread::current())));
 }
 
 /// Polls `fut` on the current thread, parking between wake-ups.
@@ -129,7 +194,9 @@ impl std::task::Wake for ThreadWaker {
 /// async runtime (an embedding program's `main`, a test): it blocks only this thread.
 fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);
-    let waker = std::task::Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let waker = THREAD_WAKER
+        .try_with(std::task::Waker::clone)
+        .unwrap_or_else(|_| std::task::Waker::from(Arc::new(ThreadWaker(std::thread::current()))));
     let mut cx = Context::from_waker(&waker);
     loop {
         if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
@@ -525,6 +592,28 @@ impl Engine {
         self.produce_inner(topic, partition, batch, Some(expected_offset))
     }
 
+    /// Appends several encoded batches to one partition, in order, in one request.
+    ///
+    /// Resolves once every accepted batch is durable, with one result per batch in the
+    /// order given. The accepted batches are always a prefix of `batches`: after the
+    /// first batch that fails, the rest are not tried and fail with
+    /// [`Error::AppendFailed`]. One request per many batches costs one inbox slot, one
+    /// wake-up and one reply, so it amortises the cross-thread round trip.
+    pub fn produce_many(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: Vec<BytesMut>,
+    ) -> Result<Pending<Vec<Result<Appended>>>> {
+        let (id, shard) = self.partition_id(topic, partition)?;
+        if batches.is_empty() {
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(Ok(Vec::new()));
+            return Ok(Pending(rx));
+        }
+        self.request(shard, |reply| Command::ProduceMany { id, batches, reply })
+    }
+
     fn produce_inner(
         &self,
         topic: &str,
@@ -801,4 +890,45 @@ fn remove_orphan_topic_dirs(topics_dir: &Path, catalog: &catalog::Catalog) -> Re
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deferred_wakes_reach_every_blocked_waiter_once_the_guard_ends() {
+        let (tx1, rx1) = oneshot::channel::<Result<u32>>();
+        let (tx2, rx2) = oneshot::channel::<Result<u32>>();
+        let waiter = std::thread::spawn(move || {
+            let a = Pending(rx1).wait().unwrap();
+            let b = Pending(rx2).wait().unwrap();
+            a + b
+        });
+        // Let the waiter block on the first answer (it registers its thread waker).
+        std::thread::sleep(Duration::from_millis(50));
+        {
+            let guard = DeferWakes::new().expect("not nested");
+            assert!(
+                DeferWakes::new().is_none(),
+                "nesting leaves the outer in charge"
+            );
+            tx1.send(Ok(1)).unwrap();
+            tx2.send(Ok(2)).unwrap();
+            let held = DEFERRED_WAKES.with(|d| d.borrow().as_ref().map(Vec::len));
+            assert!(held.unwrap() <= 1, "one thread is woken at most once");
+            drop(guard);
+        }
+        assert_eq!(waiter.join().unwrap(), 3, "woken once the guard ended");
+        assert!(
+            DEFERRED_WAKES.with(|d| d.borrow().is_none()),
+            "no deferral outside a guard"
+        );
+        // Outside a guard a wake is immediate again.
+        let (tx, rx) = oneshot::channel::<Result<u32>>();
+        let waiter = std::thread::spawn(move || Pending(rx).wait().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+        tx.send(Ok(7)).unwrap();
+        assert_eq!(waiter.join().unwrap(), 7);
+    }
 }

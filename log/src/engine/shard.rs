@@ -79,6 +79,11 @@ pub(crate) enum Command {
         expected_offset: Option<u64>,
         reply: Reply<Appended>,
     },
+    ProduceMany {
+        id: PartitionId,
+        batches: Vec<BytesMut>,
+        reply: Reply<Vec<Result<Appended>>>,
+    },
     Fetch {
         id: PartitionId,
         offset: u64,
@@ -161,11 +166,68 @@ struct Tailer {
     reply: Reply<Fetch>,
 }
 
+/// A produce request waiting for its batches to become durable.
+enum Waiter {
+    /// One batch (`Engine::produce`).
+    One(Appended, Reply<Appended>),
+    /// Several batches of one request (`Engine::produce_many`), one result each.
+    Many(Vec<Result<Appended>>, Reply<Vec<Result<Appended>>>),
+}
+
+impl Waiter {
+    /// Answers with success for every batch still marked accepted.
+    fn succeed(self) {
+        match self {
+            Waiter::One(appended, reply) => {
+                let _ = reply.send(Ok(appended));
+            }
+            Waiter::Many(results, reply) => {
+                let _ = reply.send(Ok(results));
+            }
+        }
+    }
+
+    /// Answers a request whose batches at or past `next` (the partition's next offset
+    /// after a failed write) were dropped; batches before it are durable.
+    fn fail_from(self, next: u64, err: &Error) {
+        match self {
+            Waiter::One(_, reply) => {
+                let _ = reply.send(Err(Error::AppendFailed(err.to_string())));
+            }
+            Waiter::Many(mut results, reply) => {
+                fail_accepted_from(&mut results, next, err);
+                let _ = reply.send(Ok(results));
+            }
+        }
+    }
+
+    /// Answers the whole request with `err`.
+    fn fail(self, err: Error) {
+        match self {
+            Waiter::One(_, reply) => {
+                let _ = reply.send(Err(err));
+            }
+            Waiter::Many(_, reply) => {
+                let _ = reply.send(Err(err));
+            }
+        }
+    }
+}
+
+/// Marks the accepted batches in `results` whose last offset is at or past `next` failed.
+fn fail_accepted_from(results: &mut [Result<Appended>], next: u64, err: &Error) {
+    for r in results.iter_mut() {
+        if matches!(r, Ok(a) if a.last_offset >= next) {
+            *r = Err(Error::AppendFailed(err.to_string()));
+        }
+    }
+}
+
 /// One owned partition and the requests waiting on it.
 struct Slot {
     partition: Partition,
-    /// Appends waiting for durability, in offset order: (last offset, offsets, reply).
-    waiters: VecDeque<(u64, Appended, Reply<Appended>)>,
+    /// Appends waiting for durability, in offset order: (last offset, request).
+    waiters: VecDeque<(u64, Waiter)>,
     tailers: Vec<Tailer>,
     /// Whether the partition's completions signal the shard's eventfd.
     signals: bool,
@@ -198,12 +260,12 @@ impl Slot {
     fn settle_waiters(&mut self) -> bool {
         let hw = self.partition.high_watermark();
         let mut any = false;
-        while let Some((last, _, _)) = self.waiters.front() {
+        while let Some((last, _)) = self.waiters.front() {
             if *last >= hw {
                 break;
             }
-            let (_, appended, reply) = self.waiters.pop_front().expect("front exists");
-            let _ = reply.send(Ok(appended));
+            let (_, waiter) = self.waiters.pop_front().expect("front exists");
+            waiter.succeed();
             any = true;
         }
         any
@@ -212,12 +274,61 @@ impl Slot {
     /// Fails the appends a failed write dropped (those at or past the next offset).
     fn fail_dropped(&mut self, err: &Error) {
         let next = self.partition.next_offset();
-        while let Some((last, _, _)) = self.waiters.back() {
+        while let Some((last, _)) = self.waiters.back() {
             if *last < next {
                 break;
             }
-            let (_, _, reply) = self.waiters.pop_back().expect("back exists");
-            let _ = reply.send(Err(Error::AppendFailed(err.to_string())));
+            let (_, waiter) = self.waiters.pop_back().expect("back exists");
+            waiter.fail_from(next, err);
+        }
+    }
+
+    /// Accepts one batch of a produce request without starting a write (the turn's poll
+    /// writes everything accepted in one job); returns its offsets.
+    fn accept(&mut self, batch: BytesMut) -> Result<Appended> {
+        self.partition
+            .enqueue(batch)
+            .inspect_err(|e| self.fail_dropped(e))
+    }
+
+    /// Accepts every batch of a `produce_many` request, in order, and queues its answer.
+    ///
+    /// The accepted batches are always a prefix of the request: after the first failure
+    /// the rest are not tried and fail with `AppendFailed`.
+    fn accept_many(&mut self, batches: Vec<BytesMut>, reply: Reply<Vec<Result<Appended>>>) {
+        let mut results = Vec::with_capacity(batches.len());
+        let mut failed: Option<String> = None;
+        for batch in batches {
+            if let Some(e) = &failed {
+                results.push(Err(Error::AppendFailed(format!(
+                    "not attempted: an earlier batch of the request failed: {e}"
+                ))));
+                continue;
+            }
+            match self.accept(batch) {
+                Ok(appended) => results.push(Ok(appended)),
+                Err(e) => {
+                    // A failed write may also have dropped this request's earlier batches.
+                    fail_accepted_from(&mut results, self.partition.next_offset(), &e);
+                    failed = Some(e.to_string());
+                    results.push(Err(e));
+                }
+            }
+        }
+        let last = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|a| a.last_offset))
+            .max();
+        match last {
+            Some(last)
+                if last >= self.partition.high_watermark()
+                    && self.partition.config().durability != Durability::None =>
+            {
+                self.waiters.push_back((last, Waiter::Many(results, reply)));
+            }
+            _ => {
+                let _ = reply.send(Ok(results));
+            }
         }
     }
 
@@ -333,6 +444,8 @@ impl ShardCore {
 
     /// Does one round of non-blocking work.
     pub fn turn(&mut self, now: Instant) -> Turn {
+        // Answers given during the turn wake their blocked callers once, at its end.
+        let _defer = super::DeferWakes::new();
         let mut progressed = false;
         for _ in 0..COMMANDS_PER_TURN {
             let Some(cmd) = self.inbox.pop() else { break };
@@ -349,13 +462,16 @@ impl ShardCore {
         let mut next_deadline = None;
         self.parked = 0;
         for (id, slot) in self.slots.iter_mut() {
-            if slot.partition.is_writing() {
-                match slot.partition.poll() {
-                    Ok(_) => {}
-                    Err(e) => {
-                        slot.fail_dropped(&e);
-                        progressed = true;
-                    }
+            // Starts one write of everything the inbox brought (see `Slot::accept`). A
+            // write path without completion signals finishes it inside `poll`, so poll
+            // once more to reap it and answer its appends in this same turn.
+            for _ in 0..if slot.signals { 1 } else { 2 } {
+                if !slot.partition.is_writing() {
+                    break;
+                }
+                if let Err(e) = slot.partition.poll() {
+                    slot.fail_dropped(&e);
+                    progressed = true;
                 }
             }
             if let Some(observer) = self.observer.as_deref_mut() {
@@ -410,8 +526,8 @@ impl ShardCore {
                     Some(mut slot) => {
                         let flushed = slot.partition.flush();
                         slot.settle_waiters();
-                        for (_, _, r) in slot.waiters.drain(..) {
-                            let _ = r.send(Err(Error::UnknownTopic(format!("#{}", id.topic_id))));
+                        for (_, w) in slot.waiters.drain(..) {
+                            w.fail(Error::UnknownTopic(format!("#{}", id.topic_id)));
                         }
                         for t in slot.tailers.drain(..) {
                             let _ = t
@@ -445,19 +561,24 @@ impl ShardCore {
                         return;
                     }
                 }
-                match slot.partition.submit(batch) {
+                match slot.accept(batch) {
                     Ok(appended) if slot.partition.config().durability == Durability::None => {
                         let _ = reply.send(Ok(appended));
                     }
                     Ok(appended) => slot
                         .waiters
-                        .push_back((appended.last_offset, appended, reply)),
+                        .push_back((appended.last_offset, Waiter::One(appended, reply))),
                     Err(e) => {
-                        slot.fail_dropped(&e);
                         let _ = reply.send(Err(e));
                     }
                 }
             }
+            Command::ProduceMany { id, batches, reply } => match self.slots.get_mut(&id) {
+                Some(slot) => slot.accept_many(batches, reply),
+                None => {
+                    let _ = reply.send(Err(unknown(id)));
+                }
+            },
             Command::Fetch {
                 id,
                 offset,
@@ -717,6 +838,7 @@ pub(crate) fn refuse(cmd: Command) {
         | Command::LeaveGroup { reply, .. }
         | Command::CommitOffsets { reply, .. } => shutting_down(reply),
         Command::Produce { reply, .. } => shutting_down(reply),
+        Command::ProduceMany { reply, .. } => shutting_down(reply),
         Command::Fetch { reply, .. } => shutting_down(reply),
         Command::Offset { reply, .. } => shutting_down(reply),
         Command::State { reply, .. } => shutting_down(reply),
@@ -747,5 +869,53 @@ pub fn run(mut core: ShardCore) {
             .next_deadline
             .map(|d| d.saturating_duration_since(Instant::now()));
         core.waker.sleep(timeout);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn appended(base: u64, last: u64) -> Appended {
+        Appended {
+            base_offset: base,
+            last_offset: last,
+        }
+    }
+
+    #[test]
+    fn a_failed_write_fails_only_the_dropped_batches_of_a_many_request() {
+        let (tx, mut rx) = oneshot::channel();
+        let results = vec![
+            Ok(appended(0, 1)),
+            Ok(appended(2, 4)),
+            Ok(appended(5, 5)),
+            Err(Error::ShuttingDown),
+        ];
+        // The write that failed dropped everything from offset 2 on.
+        let err = Error::AppendFailed("disk gone".into());
+        Waiter::Many(results, tx).fail_from(2, &err);
+        let got = rx.try_recv().unwrap().unwrap();
+        assert_eq!(
+            got[0].as_ref().unwrap(),
+            &appended(0, 1),
+            "durable stays Ok"
+        );
+        assert!(matches!(got[1], Err(Error::AppendFailed(_))));
+        assert!(matches!(got[2], Err(Error::AppendFailed(_))));
+        assert!(
+            matches!(got[3], Err(Error::ShuttingDown)),
+            "earlier errors kept"
+        );
+
+        let (tx, mut rx) = oneshot::channel();
+        Waiter::One(appended(7, 9), tx).fail_from(7, &err);
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            Err(Error::AppendFailed(_))
+        ));
+        let (tx, mut rx) = oneshot::channel::<Result<Vec<Result<Appended>>>>();
+        Waiter::Many(Vec::new(), tx).fail(Error::ShuttingDown);
+        assert!(matches!(rx.try_recv().unwrap(), Err(Error::ShuttingDown)));
     }
 }

@@ -29,7 +29,10 @@ impl Waker {
 
     /// Wakes the shard if it is (about to be) asleep; cheap when it is awake.
     pub fn wake(&self) {
-        if self.sleeping.swap(false, Ordering::SeqCst) {
+        // The plain load keeps the flag's cache line shared while the shard is awake; the
+        // caller's queue push before it is SeqCst, as is the shard's flag store before it
+        // re-checks the queue, so one of the two sides always sees the other.
+        if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::SeqCst) {
             self.signal();
         }
     }
