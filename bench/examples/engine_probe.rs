@@ -13,15 +13,7 @@ const WINDOW: usize = 16;
 const SEGMENT: u64 = 64 << 20;
 
 fn usage() -> (Duration, u64) {
-    // SAFETY: getrusage writes one rusage struct into the zeroed value we own.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let t = |tv: libc::timeval| Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000);
-    (
-        t(ru.ru_utime) + t(ru.ru_stime),
-        (ru.ru_nvcsw + ru.ru_nivcsw) as u64,
-    )
+    strata_bench::process_usage()
 }
 
 fn batches() -> Vec<BytesMut> {

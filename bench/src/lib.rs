@@ -610,6 +610,23 @@ pub fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// CPU time (user + system) and context switches (voluntary and not) of this process
+/// so far, threads that exited included, from getrusage(2).
+pub fn process_usage() -> (Duration, u64) {
+    // SAFETY: `rusage` is plain integers, for which all-zero bytes are a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one `rusage` into the valid, exclusively borrowed `ru`;
+    // RUSAGE_SELF cannot fail.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| {
+        Duration::new(tv.tv_sec.max(0) as u64, (tv.tv_usec.max(0) as u32) * 1000)
+    };
+    (
+        t(ru.ru_utime) + t(ru.ru_stime),
+        (ru.ru_nvcsw.max(0) + ru.ru_nivcsw.max(0)) as u64,
+    )
+}
+
 /// Median of `values` (sorts them); NaN when empty.
 pub fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {
@@ -684,6 +701,27 @@ mod tests {
                 assert_eq!(&raw_bytes[..expected.len()], &expected[..]);
             }
         }
+    }
+
+    #[test]
+    fn process_usage_counts_cpu_and_switches_of_exited_threads() {
+        let (cpu0, switches0) = process_usage();
+        std::thread::spawn(|| {
+            let t = std::time::Instant::now();
+            let mut x = 0u64;
+            while t.elapsed() < Duration::from_millis(50) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        })
+        .join()
+        .unwrap();
+        let (cpu1, switches1) = process_usage();
+        assert!(
+            cpu1 >= cpu0 + Duration::from_millis(20),
+            "{cpu0:?} -> {cpu1:?}"
+        );
+        assert!(switches1 > switches0, "{switches0} -> {switches1}");
     }
 
     #[test]
