@@ -4,7 +4,7 @@ use crate::config::{Durability, PartitionConfig};
 use crate::error::{Error, FormatError, IoContext, Result};
 use crate::format::{BatchHeader, BatchView, patch_base_offset};
 use crate::index;
-use crate::io::{ActiveBackend, Driver, MAX_IOVECS, WriteDone, WriteJob};
+use crate::io::{ActiveBackend, Driver, MAX_IOVECS, MAX_JOBS, WriteDone, WriteJob};
 use crate::producer::{ProducerTable, SeqCheck};
 use crate::recovery::ScanStop;
 use crate::retention::{RetentionPolicy, SegmentStat, segments_to_delete};
@@ -90,9 +90,11 @@ pub struct SegmentInfo {
 ///
 /// Appends are pipelined: [`submit`](Self::submit) queues a batch and returns its
 /// offsets; the batch is durable once [`high_watermark`](Self::high_watermark) passes its
-/// last offset. Everything queued while a write is in flight goes out in the next write
-/// (group commit). [`poll`](Self::poll) advances I/O without blocking; [`append`](Self::append)
-/// is the blocking convenience.
+/// last offset. Everything queued while a write is in flight goes out in a later write
+/// (group commit). On io_uring with Fsync durability the next write starts while the one
+/// before it is in fdatasync; writes are acknowledged strictly in offset order, each once
+/// its own fdatasync has completed. [`poll`](Self::poll) advances I/O without blocking;
+/// [`append`](Self::append) is the blocking convenience.
 ///
 /// If a write fails, every batch not yet durable is dropped, the error is returned and
 /// the next append reuses their offsets; [`high_watermark`](Self::high_watermark) tells
@@ -112,8 +114,12 @@ pub struct Partition {
     next_offset: u64,
     /// Position in the active segment after the last accepted batch.
     tail_pos: u64,
-    /// Buffer list recycled from one write job to the next.
-    spare: Vec<BytesMut>,
+    /// Position in the active segment after the last batch handed to the driver.
+    queued_pos: u64,
+    /// Write jobs started in the active segment; their parity picks the descriptor.
+    jobs_started: u64,
+    /// Buffer lists recycled from one write job to the next (at most `MAX_JOBS`).
+    spare: Vec<Vec<BytesMut>>,
     /// Idempotent producers' recent batches, including accepted but not yet durable ones.
     producers: ProducerTable,
     report: OpenReport,
@@ -274,6 +280,8 @@ impl Partition {
         let mut partition = Partition {
             next_offset: active.next_offset,
             tail_pos: active.durable_len,
+            queued_pos: active.durable_len,
+            jobs_started: 0,
             dir,
             config,
             _lock: lock,
@@ -282,7 +290,7 @@ impl Partition {
             active,
             pending: VecDeque::new(),
             pending_bytes: 0,
-            spare: Vec::with_capacity(MAX_IOVECS),
+            spare: Vec::with_capacity(MAX_JOBS),
             producers: ProducerTable::default(),
             report,
         };
@@ -495,7 +503,11 @@ impl Partition {
             last_offset: base + u64::from(header.last_offset_delta),
         };
         self.producers.record(&header, appended);
-        self.kick()?;
+        if !self.driver.busy() {
+            // An idle disk starts at once; while writes are in flight, batches gather for
+            // the next job, which `poll`/`wait` start when the pipeline has room.
+            self.kick()?;
+        }
         Ok(appended)
     }
 
@@ -511,7 +523,7 @@ impl Partition {
         Ok(appended)
     }
 
-    /// Reaps a finished write and starts the next one, without blocking.
+    /// Applies the writes that have finished and starts the next one, without blocking.
     ///
     /// Returns the high watermark.
     pub fn poll(&mut self) -> Result<u64> {
@@ -519,7 +531,8 @@ impl Partition {
         Ok(self.high_watermark())
     }
 
-    /// Blocks until the write in flight (if any) finishes, then starts the next one.
+    /// Blocks until the oldest write in flight (if any) finishes and applies it (one write
+    /// per call), starting queued batches as soon as the pipeline has room.
     ///
     /// Returns the high watermark.
     pub fn wait(&mut self) -> Result<u64> {
@@ -560,6 +573,8 @@ impl Partition {
         let sync = self.config.durability == Durability::Fsync;
         self.sealed.push_back(old.seal(&self.dir, sync));
         self.tail_pos = 0;
+        self.queued_pos = 0;
+        self.jobs_started = 0;
         self.write_producer_snapshot();
         Ok(())
     }
@@ -575,84 +590,123 @@ impl Partition {
         segment::sync_dir(&self.dir)
     }
 
+    /// Applies finished jobs in start (= offset) order and starts the next job when the
+    /// driver has room. With `wait`, blocks until the oldest job in flight is applied (one
+    /// job per call), starting the next job as soon as the one before it is syncing.
     fn drive(&mut self, wait: bool) -> Result<()> {
-        let done = self
-            .driver
-            .complete(wait)
-            .map_err(|e| Error::io(&self.active.path, e))?;
-        if let Some(done) = done {
-            self.finish(done)?;
+        loop {
+            self.driver
+                .reap(false)
+                .map_err(|e| Error::io(&self.active.path, e))?;
+            let mut applied = false;
+            while let Some(done) = self.driver.pop_done() {
+                self.finish(done)?;
+                applied = true;
+                if wait {
+                    break;
+                }
+            }
+            self.kick()?;
+            if !wait || applied || !self.driver.busy() {
+                return Ok(());
+            }
+            self.driver
+                .reap(true)
+                .map_err(|e| Error::io(&self.active.path, e))?;
         }
-        self.kick()
     }
 
-    /// Hands queued batches to the driver when no write is in flight.
+    /// Hands queued batches to the driver when it has room for another job.
+    ///
+    /// A job started while another is in flight takes about half of the bytes in flight
+    /// and queued, leaving the rest for the next job: with a producer that keeps a fixed
+    /// window of batches unacknowledged, job sizes then converge to half the window each
+    /// instead of alternating between one batch and the rest of the window (a one-batch
+    /// job costs a whole fdatasync).
     fn kick(&mut self) -> Result<()> {
-        if self.driver.busy() || self.pending.is_empty() {
+        if !self.driver.can_start() || self.pending.is_empty() {
             return Ok(());
         }
-        let mut bufs = std::mem::take(&mut self.spare);
+        let inflight = self.driver.inflight_bytes();
+        let target = if inflight == 0 {
+            usize::MAX
+        } else {
+            (inflight + self.pending_bytes).div_ceil(2)
+        };
+        let mut bufs = self.spare.pop().unwrap_or_default();
         debug_assert!(bufs.is_empty());
-        while bufs.len() < MAX_IOVECS {
-            let Some(b) = self.pending.pop_front() else {
+        let mut bytes = 0;
+        while bufs.len() < MAX_IOVECS && (bufs.is_empty() || bytes < target) {
+            let Some(b) = self.pending.front() else {
                 break;
             };
+            if !bufs.is_empty() && bytes + b.len() > target {
+                break;
+            }
+            let b = self.pending.pop_front().expect("checked above");
             self.pending_bytes -= b.len();
+            bytes += b.len();
             bufs.push(b);
         }
+        // Consecutive jobs use different descriptors of the segment: each open file
+        // reports a write-back error once, so two fdatasyncs in flight on one descriptor
+        // could hand the earlier job's error to the later one and let the earlier one
+        // look durable.
+        let file = if self.jobs_started % 2 == 0 {
+            self.active.file.clone()
+        } else {
+            self.active.alt_file.clone()
+        };
+        self.jobs_started += 1;
         let job = WriteJob {
-            file: self.active.file.clone(),
-            pos: self.active.durable_len,
+            file,
+            pos: self.queued_pos,
             bufs,
             skip: 0,
             sync: self.config.durability == Durability::Fsync,
         };
+        self.queued_pos += bytes as u64;
         self.driver.start(job).map_err(|e| self.rollback(e))
     }
 
-    /// Applies a finished write: commits its batches, continues a short write, or fails.
+    /// Applies a finished job: commits its batches (it is the oldest, so they start at the
+    /// durable end), or rolls back on its error.
     fn finish(&mut self, done: WriteDone) -> Result<()> {
-        let WriteDone {
-            mut job,
-            written,
-            synced,
-        } = done;
-        let total = job.total_len();
-        let outcome = written.and_then(|n| {
-            if n == 0 && job.skip < total {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    "write made no progress",
-                ));
-            }
-            job.skip += n;
-            match synced {
-                _ if job.skip < total => Ok(false),
-                Some(Err(e)) => Err(e),
-                _ => Ok(true),
-            }
-        });
-        match outcome {
-            Ok(false) => self.driver.start(job).map_err(|e| self.rollback(e)),
-            Ok(true) => {
-                let mut pos = job.pos;
-                for buf in job.bufs.drain(..) {
-                    let header = BatchHeader::parse(&buf).expect("validated when submitted");
-                    self.active.commit(pos, &header);
-                    pos += buf.len() as u64;
-                }
-                self.spare = job.bufs;
-                Ok(())
-            }
-            Err(e) => {
-                drop(job);
-                Err(self.rollback(e))
-            }
+        let WriteDone { mut job, result } = done;
+        if let Err(e) = result {
+            drop(job);
+            return Err(self.rollback(e));
         }
+        debug_assert_eq!(job.pos, self.active.durable_len, "jobs finish in order");
+        let mut pos = job.pos;
+        for buf in job.bufs.drain(..) {
+            let header = BatchHeader::parse(&buf).expect("validated when submitted");
+            self.active.commit(pos, &header);
+            pos += buf.len() as u64;
+        }
+        if self.spare.len() < MAX_JOBS {
+            self.spare.push(job.bufs);
+        }
+        Ok(())
     }
 
     /// Drops every batch that is not durable and returns the error that caused it.
+    ///
+    /// Jobs still in flight after the failed one are waited for and discarded first, so
+    /// that none of their writes lands after a later write to the same positions.
     fn rollback(&mut self, e: std::io::Error) -> Error {
+        while self.driver.busy() {
+            while let Some(later) = self.driver.pop_done() {
+                drop(later);
+            }
+            if !self.driver.busy() {
+                break;
+            }
+            if let Err(ring) = self.driver.reap(true) {
+                tracing::error!(error = %ring, "io_uring failed while discarding writes");
+                break;
+            }
+        }
         let lost = self.next_offset - self.active.next_offset;
         tracing::warn!(
             path = %self.active.path.display(),
@@ -664,6 +718,7 @@ impl Partition {
         self.pending_bytes = 0;
         self.next_offset = self.active.next_offset;
         self.tail_pos = self.active.durable_len;
+        self.queued_pos = self.active.durable_len;
         self.producers.truncate(self.next_offset);
         Error::io(&self.active.path, e)
     }
