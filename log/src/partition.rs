@@ -408,6 +408,12 @@ impl Partition {
         self.driver.busy() || !self.pending.is_empty()
     }
 
+    /// Write jobs in flight or finished but not yet applied: at most two on io_uring
+    /// with Fsync durability (one writing while the one before it syncs), else one.
+    pub fn writes_in_flight(&self) -> usize {
+        self.driver.jobs()
+    }
+
     /// Offset after the last durable (and readable) record.
     pub fn high_watermark(&self) -> u64 {
         self.active.next_offset
@@ -532,7 +538,8 @@ impl Partition {
     }
 
     /// Blocks until the oldest write in flight (if any) finishes and applies it (one write
-    /// per call), starting queued batches as soon as the pipeline has room.
+    /// per call); while it waits, queued batches start as the next write once the one
+    /// before it is syncing.
     ///
     /// Returns the high watermark.
     pub fn wait(&mut self) -> Result<u64> {
@@ -591,23 +598,33 @@ impl Partition {
     }
 
     /// Applies finished jobs in start (= offset) order and starts the next job when the
-    /// driver has room. With `wait`, blocks until the oldest job in flight is applied (one
-    /// job per call), starting the next job as soon as the one before it is syncing.
+    /// driver has room.
+    ///
+    /// Without `wait`, applies every finished job, then starts the next. With `wait`,
+    /// blocks until the oldest job is applied (one job per call), starting the next job
+    /// meanwhile as soon as the one before it is syncing; once it has applied a job it
+    /// starts another only if nothing is left in flight, so that the batches a producer
+    /// queues after this returns join the next job instead of leaving in a small one.
     fn drive(&mut self, wait: bool) -> Result<()> {
         loop {
             self.driver
                 .reap(false)
                 .map_err(|e| Error::io(&self.active.path, e))?;
-            let mut applied = false;
-            while let Some(done) = self.driver.pop_done() {
-                self.finish(done)?;
-                applied = true;
-                if wait {
-                    break;
+            if !wait {
+                while let Some(done) = self.driver.pop_done() {
+                    self.finish(done)?;
                 }
+                return self.kick();
+            }
+            if let Some(done) = self.driver.pop_done() {
+                self.finish(done)?;
+                if !self.driver.busy() {
+                    self.kick()?;
+                }
+                return Ok(());
             }
             self.kick()?;
-            if !wait || applied || !self.driver.busy() {
+            if !self.driver.busy() {
                 return Ok(());
             }
             self.driver
@@ -693,7 +710,8 @@ impl Partition {
     /// Drops every batch that is not durable and returns the error that caused it.
     ///
     /// Jobs still in flight after the failed one are waited for and discarded first, so
-    /// that none of their writes lands after a later write to the same positions.
+    /// that none of their writes lands after a later write to the same positions; then
+    /// whatever they wrote past the durable end is zeroed (see `ActiveSegment::discard`).
     fn rollback(&mut self, e: std::io::Error) -> Error {
         while self.driver.busy() {
             while let Some(later) = self.driver.pop_done() {
@@ -706,6 +724,10 @@ impl Partition {
                 tracing::error!(error = %ring, "io_uring failed while discarding writes");
                 break;
             }
+        }
+        if !self.driver.busy() {
+            self.active
+                .discard(self.active.durable_len, self.queued_pos.max(self.tail_pos));
         }
         let lost = self.next_offset - self.active.next_offset;
         tracing::warn!(
@@ -861,5 +883,160 @@ impl Drop for Partition {
         if let Err(e) = self.flush() {
             tracing::warn!(path = %self.dir.display(), error = %e, "flush on drop failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{BatchBuilder, BatchIter, BuilderOptions};
+    use crate::io::IoBackend;
+    use std::sync::Arc;
+
+    fn batch(first: u64, records: u64) -> BytesMut {
+        let mut b = BatchBuilder::new(BuilderOptions::default());
+        for o in first..first + records {
+            let value = format!("value-{o}-").repeat(40);
+            b.push(1_700_000_000_000_000 + o as i64, None, Some(value.as_bytes()), &[])
+                .expect("record fits");
+        }
+        b.finish().expect("not empty")
+    }
+
+    fn fsync_uring(dir: &Path) -> Partition {
+        let config = PartitionConfig {
+            durability: Durability::Fsync,
+            io_backend: IoBackend::Uring,
+            segment_bytes: 64 << 20,
+            ..PartitionConfig::default()
+        };
+        Partition::open(dir, config).expect("open")
+    }
+
+    /// Every record below the high watermark is served, in order, and nothing past it.
+    fn check_reads(p: &Partition, ctx: &str) {
+        let hwm = p.high_watermark();
+        let fetch = p.read(0, usize::MAX).expect("read");
+        assert_eq!(fetch.high_watermark, hwm, "{ctx}");
+        let mut next = 0;
+        for b in BatchIter::new(&fetch.bytes) {
+            let b = b.expect("intact batch");
+            assert_eq!(b.header().base_offset, next, "{ctx}: contiguous");
+            next = b.header().next_offset();
+        }
+        assert_eq!(next, hwm, "{ctx}: reads end exactly at the high watermark");
+    }
+
+    /// The durable end never passes a job still in the pipeline, and the oldest job starts
+    /// exactly there.
+    fn check_pipeline(p: &Partition, ctx: &str) {
+        let starts = p.driver.job_positions();
+        if let Some(&first) = starts.first() {
+            assert_eq!(first, p.active.durable_len, "{ctx}: oldest job starts at the durable end");
+        }
+        assert!(starts.windows(2).all(|w| w[0] < w[1]), "{ctx}: jobs in offset order");
+    }
+
+    #[test]
+    fn two_jobs_in_flight_complete_in_offset_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = fsync_uring(dir.path());
+        let mut max_in_flight = 0;
+        let mut ends = vec![0u64];
+        let mut unacked = VecDeque::new();
+        for i in 0..400u64 {
+            let ctx = format!("batch {i}");
+            let a = p.submit(batch(p.next_offset(), 8)).expect("submit");
+            ends.push(a.last_offset + 1);
+            unacked.push_back(a.last_offset);
+            max_in_flight = max_in_flight.max(p.writes_in_flight());
+            check_pipeline(&p, &ctx);
+            while unacked.len() >= 16 {
+                let before = p.high_watermark();
+                let hwm = if i % 2 == 0 {
+                    // One wait applies at most one job: the durable end stops at or
+                    // before the second job in flight.
+                    let second = p.driver.job_positions().get(1).copied();
+                    let hwm = p.wait().expect("wait");
+                    if let Some(second) = second {
+                        assert!(p.active.durable_len <= second, "{ctx}: one job per wait");
+                    }
+                    hwm
+                } else {
+                    p.poll().expect("poll")
+                };
+                assert!(hwm >= before, "{ctx}: the high watermark never moves back");
+                assert!(ends.contains(&hwm), "{ctx}: the high watermark ends a batch");
+                max_in_flight = max_in_flight.max(p.writes_in_flight());
+                assert!(p.writes_in_flight() <= 2, "{ctx}: the pipeline is bounded");
+                check_pipeline(&p, &ctx);
+                check_reads(&p, &ctx);
+                while unacked.front().is_some_and(|&l| l < hwm) {
+                    unacked.pop_front();
+                }
+            }
+        }
+        let end = p.flush().expect("flush");
+        assert_eq!(end, p.next_offset());
+        check_reads(&p, "flushed");
+        assert_eq!(max_in_flight, 2, "a write started while the one before it synced");
+        p.close().expect("close");
+        let p = fsync_uring(dir.path());
+        assert_eq!(p.high_watermark(), end);
+        check_reads(&p, "reopened");
+    }
+
+    #[test]
+    fn an_error_in_the_second_job_while_the_first_syncs_leaves_a_consistent_log() {
+        let mut overlapped = 0;
+        for attempt in 0..40 {
+            let ctx = format!("attempt {attempt}");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut p = fsync_uring(dir.path());
+            // Two appends, one on each descriptor: the next job uses the first again.
+            p.append(batch(0, 4)).expect("first append");
+            let durable = p.append(batch(4, 4)).expect("second append").last_offset + 1;
+            // The job after next (the second descriptor's turn) fails: a read-only
+            // descriptor makes its write fail with EBADF.
+            let writable = p.active.alt_file.clone();
+            p.active.alt_file = Arc::new(File::open(&p.active.path).expect("reopen read-only"));
+            let a = p.submit(batch(durable, 4)).expect("second submit");
+            assert_eq!(p.writes_in_flight(), 1);
+            let b = p.submit(batch(a.last_offset + 1, 4)).expect("third submit");
+            let c = p.submit(batch(b.last_offset + 1, 4)).expect("fourth submit");
+            let mut saw_two = false;
+            let err = loop {
+                match p.poll() {
+                    Ok(hwm) => {
+                        saw_two |= p.writes_in_flight() == 2;
+                        assert!(hwm <= a.last_offset + 1, "{ctx}: nothing past the first job");
+                        check_reads(&p, &ctx);
+                    }
+                    Err(e) => break e,
+                }
+            };
+            overlapped += usize::from(saw_two);
+            assert!(matches!(err, Error::Io { .. }), "{ctx}: {err:?}");
+            assert_eq!(p.high_watermark(), a.last_offset + 1, "{ctx}: the first job is durable");
+            assert_eq!(p.next_offset(), p.high_watermark(), "{ctx}: the rest was dropped");
+            assert_eq!(p.unflushed_bytes(), 0, "{ctx}");
+            assert_eq!(p.writes_in_flight(), 0, "{ctx}: the pipeline is drained");
+            assert!(!p.is_writing(), "{ctx}");
+            check_reads(&p, &ctx);
+            p.active.alt_file = writable;
+            let d = p.append(batch(p.next_offset(), 4)).expect("append after the error");
+            assert_eq!(d.base_offset, a.last_offset + 1, "{ctx}: offsets are reused");
+            assert!(c.last_offset >= d.last_offset, "{ctx}");
+            let e = p.append(batch(p.next_offset(), 4)).expect("and the next");
+            check_reads(&p, &ctx);
+            p.close().expect("close");
+            let p = fsync_uring(dir.path());
+            assert_eq!(p.high_watermark(), e.last_offset + 1, "{ctx}: after reopen");
+            check_reads(&p, &ctx);
+            if overlapped >= 3 {
+                return;
+            }
+        }
+        panic!("the failing job never ran while the one before it synced ({overlapped} times)");
     }
 }

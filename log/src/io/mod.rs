@@ -378,6 +378,23 @@ impl Driver {
         }
     }
 
+    /// Jobs in flight or finished but not yet handed back.
+    pub fn jobs(&self) -> usize {
+        match self {
+            Driver::Uring(d) => d.pipeline.len(),
+            Driver::Fallback(d) => usize::from(d.busy()),
+        }
+    }
+
+    /// File positions of the jobs in flight, oldest first.
+    #[cfg(test)]
+    pub fn job_positions(&self) -> Vec<u64> {
+        match self {
+            Driver::Uring(d) => d.pipeline.slots.iter().map(|s| s.job.pos).collect(),
+            Driver::Fallback(_) => Vec::new(),
+        }
+    }
+
     /// Bytes of the jobs in flight.
     pub fn inflight_bytes(&self) -> usize {
         match self {

@@ -175,6 +175,34 @@ impl ActiveSegment {
         self.next_offset = header.next_offset();
     }
 
+    /// Makes `from..to`, bytes that rolled-back writes may have left past the durable end,
+    /// read as zeros, so that a later recovery scan cannot take them for batches (which it
+    /// would when new batches of the same sizes are written before them). Best effort:
+    /// zeroes the range keeping its blocks, or punches a hole where that is unsupported.
+    pub fn discard(&self, from: u64, to: u64) {
+        use rustix::fs::{FallocateFlags, fallocate};
+        if to <= from {
+            return;
+        }
+        let len = to - from;
+        let keep = FallocateFlags::KEEP_SIZE;
+        let zeroed = match fallocate(&*self.file, FallocateFlags::ZERO_RANGE | keep, from, len) {
+            Err(rustix::io::Errno::OPNOTSUPP) => {
+                fallocate(&*self.file, FallocateFlags::PUNCH_HOLE | keep, from, len)
+            }
+            r => r,
+        };
+        if let Err(e) = zeroed {
+            tracing::warn!(
+                path = %self.path.display(),
+                error = %e,
+                from,
+                to,
+                "could not zero the bytes of rolled-back writes"
+            );
+        }
+    }
+
     /// Writes the indexes for a clean shutdown, leaving the segment active.
     ///
     /// The time index gets a final entry with the largest timestamp, so that a clean
