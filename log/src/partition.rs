@@ -470,7 +470,18 @@ impl Partition {
     /// It is durable (per the configured [`Durability`]) once the high watermark passes
     /// `last_offset`. Waits for earlier writes only when `max_pending_bytes` is reached
     /// or the active segment must roll.
-    pub fn submit(&mut self, mut batch: BytesMut) -> Result<Appended> {
+    pub fn submit(&mut self, batch: BytesMut) -> Result<Appended> {
+        let appended = self.accept(batch)?;
+        if !self.driver.busy() {
+            // An idle disk starts at once; while writes are in flight, batches gather for
+            // the next job, which `poll`/`wait` start when the pipeline has room.
+            self.kick(false)?;
+        }
+        Ok(appended)
+    }
+
+    /// Checks and queues a batch and assigns its offsets, without starting a write.
+    fn accept(&mut self, mut batch: BytesMut) -> Result<Appended> {
         let header = BatchHeader::parse_checked(&batch)?;
         if batch.len() != header.length as usize {
             return Err(
@@ -509,18 +520,23 @@ impl Partition {
             last_offset: base + u64::from(header.last_offset_delta),
         };
         self.producers.record(&header, appended);
-        if !self.driver.busy() {
-            // An idle disk starts at once; while writes are in flight, batches gather for
-            // the next job, which `poll`/`wait` start when the pipeline has room.
-            self.kick()?;
-        }
         Ok(appended)
     }
 
     /// Appends a batch and returns once the configured durability is met
     /// (immediately for [`Durability::None`]).
+    ///
+    /// With [`IoBackend::Auto`](crate::IoBackend::Auto) and Fsync durability, an append to
+    /// an idle partition writes and syncs inline (pwritev + fdatasync): the caller waits
+    /// anyway, and io_uring runs every fdatasync on a kernel worker, a hand-off that
+    /// measured ~60 µs per append (docs/BENCHMARKS.md).
     pub fn append(&mut self, batch: BytesMut) -> Result<Appended> {
-        let appended = self.submit(batch)?;
+        let appended = self.accept(batch)?;
+        if !self.driver.busy() {
+            let inline = self.config.io_backend == crate::IoBackend::Auto
+                && self.config.durability == Durability::Fsync;
+            self.kick(inline)?;
+        }
         if self.config.durability != Durability::None {
             while self.high_watermark() <= appended.last_offset {
                 self.drive(true)?;
@@ -614,16 +630,16 @@ impl Partition {
                 while let Some(done) = self.driver.pop_done() {
                     self.finish(done)?;
                 }
-                return self.kick();
+                return self.kick(false);
             }
             if let Some(done) = self.driver.pop_done() {
                 self.finish(done)?;
                 if !self.driver.busy() {
-                    self.kick()?;
+                    self.kick(false)?;
                 }
                 return Ok(());
             }
-            self.kick()?;
+            self.kick(false)?;
             if !self.driver.busy() {
                 return Ok(());
             }
@@ -640,7 +656,9 @@ impl Partition {
     /// window of batches unacknowledged, job sizes then converge to half the window each
     /// instead of alternating between one batch and the rest of the window (a one-batch
     /// job costs a whole fdatasync).
-    fn kick(&mut self) -> Result<()> {
+    ///
+    /// With `inline`, the job runs to completion on this thread (see [`append`](Self::append)).
+    fn kick(&mut self, inline: bool) -> Result<()> {
         if !self.driver.can_start() || self.pending.is_empty() {
             return Ok(());
         }
@@ -683,7 +701,13 @@ impl Partition {
             sync: self.config.durability == Durability::Fsync,
         };
         self.queued_pos += bytes as u64;
-        self.driver.start(job).map_err(|e| self.rollback(e))
+        let started = if inline {
+            self.driver.start_inline(job);
+            Ok(())
+        } else {
+            self.driver.start(job)
+        };
+        started.map_err(|e| self.rollback(e))
     }
 
     /// Applies a finished job: commits its batches (it is the oldest, so they start at the
@@ -1038,5 +1062,42 @@ mod tests {
             }
         }
         panic!("the failing job never ran while the one before it synced ({overlapped} times)");
+    }
+
+    #[test]
+    fn a_blocking_fsync_append_on_an_idle_partition_syncs_inline_by_default() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = PartitionConfig {
+            durability: Durability::Fsync,
+            segment_bytes: 64 << 20,
+            ..PartitionConfig::default()
+        };
+        let mut p = Partition::open(dir.path(), config.clone()).expect("open");
+        assert_eq!(p.backend(), ActiveBackend::Uring, "Auto keeps io_uring for Fsync");
+        for i in 0..3 {
+            let a = p.append(batch(p.next_offset(), 4)).expect("append");
+            assert_eq!(p.high_watermark(), a.last_offset + 1, "append {i} is durable");
+            assert_eq!(p.writes_in_flight(), 0);
+        }
+        assert_eq!(p.driver.inline_runs(), 3, "idle appends ran inline");
+        // Behind pipelined submits, an append joins the io_uring pipeline, in order.
+        let s1 = p.submit(batch(p.next_offset(), 4)).expect("submit");
+        let s2 = p.submit(batch(p.next_offset(), 4)).expect("submit");
+        let a = p.append(batch(p.next_offset(), 4)).expect("append behind submits");
+        assert_eq!(a.base_offset, s2.last_offset + 1);
+        assert!(s1.last_offset < s2.last_offset);
+        assert_eq!(p.high_watermark(), a.last_offset + 1);
+        assert_eq!(p.driver.inline_runs(), 3, "not inline while writes were in flight");
+        check_reads(&p, "mixed");
+        p.close().expect("close");
+        let p = Partition::open(dir.path(), config).expect("reopen");
+        assert_eq!(p.high_watermark(), a.last_offset + 1);
+        check_reads(&p, "reopened");
+
+        // A forced io_uring path never runs inline.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = fsync_uring(dir.path());
+        p.append(batch(0, 4)).expect("append");
+        assert_eq!(p.driver.inline_runs(), 0, "IoBackend::Uring uses the ring");
     }
 }

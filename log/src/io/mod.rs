@@ -31,10 +31,12 @@ pub(crate) const MAX_JOBS: usize = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoBackend {
     /// Fsync appends go through io_uring (writev linked to fdatasync), so the thread keeps
-    /// accepting appends while the disk flushes; None and Written appends are written
-    /// inline with pwritev, since a buffered io_uring write into fresh blocks is punted
-    /// to a kernel worker on ext4, which measured about 4x slower than pwritev
-    /// (docs/BENCHMARKS.md). Without io_uring everything uses pwritev (said once in the log).
+    /// accepting appends while the disk flushes, except a blocking `Partition::append` to
+    /// an idle partition, which writes and syncs inline since its caller waits anyway;
+    /// None and Written appends are written inline with pwritev, since a buffered io_uring
+    /// write into fresh blocks is punted to a kernel worker on ext4, which measured about
+    /// 4x slower than pwritev (docs/BENCHMARKS.md). Without io_uring everything uses
+    /// pwritev (said once in the log).
     #[default]
     Auto,
     /// io_uring for every append: opening fails if it is unavailable.
@@ -363,7 +365,7 @@ impl Driver {
     /// True while a job is in flight or waits to be handed back.
     pub fn busy(&self) -> bool {
         match self {
-            Driver::Uring(d) => !d.pipeline.is_empty(),
+            Driver::Uring(d) => d.busy(),
             Driver::Fallback(d) => d.busy(),
         }
     }
@@ -373,7 +375,7 @@ impl Driver {
     /// the fallback one.
     pub fn can_start(&self) -> bool {
         match self {
-            Driver::Uring(d) => d.pipeline.can_start(),
+            Driver::Uring(d) => d.pipeline.can_start() && !d.inline.busy(),
             Driver::Fallback(d) => !d.busy(),
         }
     }
@@ -381,7 +383,7 @@ impl Driver {
     /// Jobs in flight or finished but not yet handed back.
     pub fn jobs(&self) -> usize {
         match self {
-            Driver::Uring(d) => d.pipeline.len(),
+            Driver::Uring(d) => d.pipeline.len() + usize::from(d.inline.busy()),
             Driver::Fallback(d) => usize::from(d.busy()),
         }
     }
@@ -398,7 +400,7 @@ impl Driver {
     /// Bytes of the jobs in flight.
     pub fn inflight_bytes(&self) -> usize {
         match self {
-            Driver::Uring(d) => d.pipeline.bytes(),
+            Driver::Uring(d) => d.pipeline.bytes() + d.inline.bytes(),
             Driver::Fallback(d) => d.bytes(),
         }
     }
@@ -422,6 +424,28 @@ impl Driver {
                 d.start(job);
                 Ok(())
             }
+        }
+    }
+
+    /// Runs `job` to completion on this thread with pwritev (+ fdatasync), whichever the
+    /// write path; only when nothing is in flight. Its completion is handed back as usual.
+    pub fn start_inline(&mut self, job: WriteJob) {
+        debug_assert!(!self.busy(), "inline jobs run alone");
+        match self {
+            Driver::Uring(d) => {
+                d.inline_runs += 1;
+                d.inline.start(job);
+            }
+            Driver::Fallback(d) => d.start(job),
+        }
+    }
+
+    /// Jobs the io_uring path ran inline so far.
+    #[cfg(test)]
+    pub fn inline_runs(&self) -> u64 {
+        match self {
+            Driver::Uring(d) => d.inline_runs,
+            Driver::Fallback(_) => 0,
         }
     }
 

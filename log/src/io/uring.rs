@@ -16,6 +16,10 @@ pub(crate) struct UringDriver {
     pub(super) pipeline: Pipeline,
     /// iovec lists of finished jobs, reused by the next ones (at most `MAX_JOBS`).
     spare_iov: Vec<Vec<libc::iovec>>,
+    /// Runs jobs inline (pwritev + fdatasync) when the caller blocks anyway.
+    pub(super) inline: super::FallbackDriver,
+    /// Jobs run inline so far.
+    pub(super) inline_runs: u64,
 }
 
 impl std::fmt::Debug for UringDriver {
@@ -51,6 +55,8 @@ impl UringDriver {
             ring,
             pipeline: Pipeline::default(),
             spare_iov: Vec::with_capacity(super::MAX_JOBS),
+            inline: super::FallbackDriver::default(),
+            inline_runs: 0,
         })
     }
 
@@ -167,7 +173,15 @@ impl UringDriver {
         self.pipeline.front_done()
     }
 
+    /// True while a job is in flight or waits to be handed back.
+    pub fn busy(&self) -> bool {
+        !self.pipeline.is_empty() || self.inline.busy()
+    }
+
     pub fn pop_done(&mut self) -> Option<WriteDone> {
+        if let Some(done) = self.inline.complete() {
+            return Some(done);
+        }
         let (done, iov) = self.pipeline.pop_done()?;
         if self.spare_iov.len() < super::MAX_JOBS {
             self.spare_iov.push(iov);
