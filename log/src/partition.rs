@@ -921,8 +921,13 @@ mod tests {
         let mut b = BatchBuilder::new(BuilderOptions::default());
         for o in first..first + records {
             let value = format!("value-{o}-").repeat(40);
-            b.push(1_700_000_000_000_000 + o as i64, None, Some(value.as_bytes()), &[])
-                .expect("record fits");
+            b.push(
+                1_700_000_000_000_000 + o as i64,
+                None,
+                Some(value.as_bytes()),
+                &[],
+            )
+            .expect("record fits");
         }
         b.finish().expect("not empty")
     }
@@ -956,9 +961,15 @@ mod tests {
     fn check_pipeline(p: &Partition, ctx: &str) {
         let starts = p.driver.job_positions();
         if let Some(&first) = starts.first() {
-            assert_eq!(first, p.active.durable_len, "{ctx}: oldest job starts at the durable end");
+            assert_eq!(
+                first, p.active.durable_len,
+                "{ctx}: oldest job starts at the durable end"
+            );
         }
-        assert!(starts.windows(2).all(|w| w[0] < w[1]), "{ctx}: jobs in offset order");
+        assert!(
+            starts.windows(2).all(|w| w[0] < w[1]),
+            "{ctx}: jobs in offset order"
+        );
     }
 
     #[test]
@@ -990,7 +1001,10 @@ mod tests {
                     p.poll().expect("poll")
                 };
                 assert!(hwm >= before, "{ctx}: the high watermark never moves back");
-                assert!(ends.contains(&hwm), "{ctx}: the high watermark ends a batch");
+                assert!(
+                    ends.contains(&hwm),
+                    "{ctx}: the high watermark ends a batch"
+                );
                 max_in_flight = max_in_flight.max(p.writes_in_flight());
                 assert!(p.writes_in_flight() <= 2, "{ctx}: the pipeline is bounded");
                 check_pipeline(&p, &ctx);
@@ -1003,7 +1017,10 @@ mod tests {
         let end = p.flush().expect("flush");
         assert_eq!(end, p.next_offset());
         check_reads(&p, "flushed");
-        assert_eq!(max_in_flight, 2, "a write started while the one before it synced");
+        assert_eq!(
+            max_in_flight, 2,
+            "a write started while the one before it synced"
+        );
         p.close().expect("close");
         let p = fsync_uring(dir.path());
         assert_eq!(p.high_watermark(), end);
@@ -1027,13 +1044,18 @@ mod tests {
             let a = p.submit(batch(durable, 4)).expect("second submit");
             assert_eq!(p.writes_in_flight(), 1);
             let b = p.submit(batch(a.last_offset + 1, 4)).expect("third submit");
-            let c = p.submit(batch(b.last_offset + 1, 4)).expect("fourth submit");
+            let c = p
+                .submit(batch(b.last_offset + 1, 4))
+                .expect("fourth submit");
             let mut saw_two = false;
             let err = loop {
                 match p.poll() {
                     Ok(hwm) => {
                         saw_two |= p.writes_in_flight() == 2;
-                        assert!(hwm <= a.last_offset + 1, "{ctx}: nothing past the first job");
+                        assert!(
+                            hwm <= a.last_offset + 1,
+                            "{ctx}: nothing past the first job"
+                        );
                         check_reads(&p, &ctx);
                     }
                     Err(e) => break e,
@@ -1041,15 +1063,29 @@ mod tests {
             };
             overlapped += usize::from(saw_two);
             assert!(matches!(err, Error::Io { .. }), "{ctx}: {err:?}");
-            assert_eq!(p.high_watermark(), a.last_offset + 1, "{ctx}: the first job is durable");
-            assert_eq!(p.next_offset(), p.high_watermark(), "{ctx}: the rest was dropped");
+            assert_eq!(
+                p.high_watermark(),
+                a.last_offset + 1,
+                "{ctx}: the first job is durable"
+            );
+            assert_eq!(
+                p.next_offset(),
+                p.high_watermark(),
+                "{ctx}: the rest was dropped"
+            );
             assert_eq!(p.unflushed_bytes(), 0, "{ctx}");
             assert_eq!(p.writes_in_flight(), 0, "{ctx}: the pipeline is drained");
             assert!(!p.is_writing(), "{ctx}");
             check_reads(&p, &ctx);
             p.active.alt_file = writable;
-            let d = p.append(batch(p.next_offset(), 4)).expect("append after the error");
-            assert_eq!(d.base_offset, a.last_offset + 1, "{ctx}: offsets are reused");
+            let d = p
+                .append(batch(p.next_offset(), 4))
+                .expect("append after the error");
+            assert_eq!(
+                d.base_offset,
+                a.last_offset + 1,
+                "{ctx}: offsets are reused"
+            );
             assert!(c.last_offset >= d.last_offset, "{ctx}");
             let e = p.append(batch(p.next_offset(), 4)).expect("and the next");
             check_reads(&p, &ctx);
@@ -1073,21 +1109,35 @@ mod tests {
             ..PartitionConfig::default()
         };
         let mut p = Partition::open(dir.path(), config.clone()).expect("open");
-        assert_eq!(p.backend(), ActiveBackend::Uring, "Auto keeps io_uring for Fsync");
+        assert_eq!(
+            p.backend(),
+            ActiveBackend::Uring,
+            "Auto keeps io_uring for Fsync"
+        );
         for i in 0..3 {
             let a = p.append(batch(p.next_offset(), 4)).expect("append");
-            assert_eq!(p.high_watermark(), a.last_offset + 1, "append {i} is durable");
+            assert_eq!(
+                p.high_watermark(),
+                a.last_offset + 1,
+                "append {i} is durable"
+            );
             assert_eq!(p.writes_in_flight(), 0);
         }
         assert_eq!(p.driver.inline_runs(), 3, "idle appends ran inline");
         // Behind pipelined submits, an append joins the io_uring pipeline, in order.
         let s1 = p.submit(batch(p.next_offset(), 4)).expect("submit");
         let s2 = p.submit(batch(p.next_offset(), 4)).expect("submit");
-        let a = p.append(batch(p.next_offset(), 4)).expect("append behind submits");
+        let a = p
+            .append(batch(p.next_offset(), 4))
+            .expect("append behind submits");
         assert_eq!(a.base_offset, s2.last_offset + 1);
         assert!(s1.last_offset < s2.last_offset);
         assert_eq!(p.high_watermark(), a.last_offset + 1);
-        assert_eq!(p.driver.inline_runs(), 3, "not inline while writes were in flight");
+        assert_eq!(
+            p.driver.inline_runs(),
+            3,
+            "not inline while writes were in flight"
+        );
         check_reads(&p, "mixed");
         p.close().expect("close");
         let p = Partition::open(dir.path(), config).expect("reopen");

@@ -806,19 +806,32 @@ fn disk_full_pipelined(backend: IoBackend) {
                 Err(e) => break 'fill e,
             }
         }
-        assert!(p.next_offset() < 1_000_000, "{ctx}: a 3 MiB file system never filled up");
+        assert!(
+            p.next_offset() < 1_000_000,
+            "{ctx}: a 3 MiB file system never filled up"
+        );
     };
     assert!(err.is_no_space(), "{ctx}: expected NoSpace, got {err:?}");
     let acked = p.high_watermark();
-    assert!(acked > 0, "{ctx}: some appends succeeded before the disk filled");
-    assert_eq!(p.next_offset(), acked, "{ctx}: the failed appends' offsets are reused");
+    assert!(
+        acked > 0,
+        "{ctx}: some appends succeeded before the disk filled"
+    );
+    assert_eq!(
+        p.next_offset(),
+        acked,
+        "{ctx}: the failed appends' offsets are reused"
+    );
     assert_eq!(p.unflushed_bytes(), 0, "{ctx}: nothing is pending");
     assert_eq!(p.writes_in_flight(), 0, "{ctx}: no write is in flight");
     let acknowledged: Vec<u64> = (0..acked).collect();
     assert_serves(&p, &acknowledged, &ctx);
     std::fs::remove_file(&filler).expect("remove filler");
     let w = append(&mut p, 32, Compression::None);
-    assert_eq!(w.base, acked, "{ctx}: appends continue at the high watermark");
+    assert_eq!(
+        w.base, acked,
+        "{ctx}: appends continue at the high watermark"
+    );
     let end = w.next;
     let all: Vec<u64> = (0..end).collect();
     assert_serves(&p, &all, &ctx);

@@ -11,9 +11,9 @@ mod fallback;
 mod uring;
 
 use bytes::BytesMut;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -217,7 +217,11 @@ impl Pipeline {
 
     /// True when another job may start: there is room and no write is in flight.
     pub fn can_start(&self) -> bool {
-        self.slots.len() < MAX_JOBS && self.slots.iter().all(|s| !matches!(s.stage, Stage::Writing))
+        self.slots.len() < MAX_JOBS
+            && self
+                .slots
+                .iter()
+                .all(|s| !matches!(s.stage, Stage::Writing))
     }
 
     /// Bytes of the jobs in flight.
@@ -477,7 +481,10 @@ mod tests {
         WriteJob {
             file: Arc::new(File::open("/dev/null").expect("open /dev/null")),
             pos: 0,
-            bufs: lens.iter().map(|&n| BytesMut::from(&vec![7u8; n][..])).collect(),
+            bufs: lens
+                .iter()
+                .map(|&n| BytesMut::from(&vec![7u8; n][..]))
+                .collect(),
             skip: 0,
             sync,
         }
@@ -488,8 +495,7 @@ mod tests {
     }
 
     fn pop(p: &mut Pipeline) -> Option<(usize, io::Result<()>)> {
-        p.pop_done()
-            .map(|(d, _)| (d.job.total_len(), d.result))
+        p.pop_done().map(|(d, _)| (d.job.total_len(), d.result))
     }
 
     #[test]
@@ -516,7 +522,10 @@ mod tests {
         let b = push(&mut p, &[30]);
         p.on_completion(b, false, 30);
         p.on_completion(b, true, 0);
-        assert!(pop(&mut p).is_none(), "the later job waits for the earlier one");
+        assert!(
+            pop(&mut p).is_none(),
+            "the later job waits for the earlier one"
+        );
         assert!(!p.front_done());
         p.on_completion(a, true, 0);
         let (len, r) = pop(&mut p).expect("first job");
