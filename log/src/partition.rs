@@ -14,7 +14,7 @@ use crate::segment::{
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -399,7 +399,7 @@ impl Partition {
     /// [`is_writing`](Self::is_writing) is false instead of sleeping.
     pub fn register_completion_eventfd(&self, fd: BorrowedFd<'_>) -> Result<bool> {
         self.driver
-            .register_eventfd(fd.as_raw_fd())
+            .register_eventfd(fd)
             .map_err(|e| Error::io(&self.dir, e))
     }
 
@@ -751,7 +751,7 @@ impl Partition {
         }
         if !self.driver.busy() {
             self.active
-                .discard(self.active.durable_len, self.queued_pos.max(self.tail_pos));
+                .discard(self.active.durable_len, self.queued_pos);
         }
         let lost = self.next_offset - self.active.next_offset;
         tracing::warn!(
@@ -1114,6 +1114,12 @@ mod tests {
             ActiveBackend::Uring,
             "Auto keeps io_uring for Fsync"
         );
+        let efd =
+            rustix::event::eventfd(0, rustix::event::EventfdFlags::NONBLOCK).expect("eventfd");
+        assert!(
+            p.register_completion_eventfd(std::os::fd::AsFd::as_fd(&efd))
+                .expect("register")
+        );
         for i in 0..3 {
             let a = p.append(batch(p.next_offset(), 4)).expect("append");
             assert_eq!(
@@ -1124,6 +1130,13 @@ mod tests {
             assert_eq!(p.writes_in_flight(), 0);
         }
         assert_eq!(p.driver.inline_runs(), 3, "idle appends ran inline");
+        let mut counter = [0u8; 8];
+        assert_eq!(rustix::io::read(&efd, &mut counter).expect("signalled"), 8);
+        assert_eq!(
+            u64::from_ne_bytes(counter),
+            3,
+            "each inline append signalled the eventfd"
+        );
         // Behind pipelined submits, an append joins the io_uring pipeline, in order.
         let s1 = p.submit(batch(p.next_offset(), 4)).expect("submit");
         let s2 = p.submit(batch(p.next_offset(), 4)).expect("submit");

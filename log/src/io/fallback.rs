@@ -16,6 +16,7 @@ pub(crate) struct FallbackDriver {
 unsafe impl Send for FallbackDriver {}
 
 impl FallbackDriver {
+    /// True while a finished job waits to be handed back.
     pub fn busy(&self) -> bool {
         self.done.is_some()
     }
@@ -25,6 +26,7 @@ impl FallbackDriver {
         self.done.as_ref().map_or(0, |d| d.job.total_len())
     }
 
+    /// Writes (and syncs, when asked) `job` now, keeping the outcome for `complete`.
     pub fn start(&mut self, job: WriteJob) {
         let total = job.total_len() - job.skip;
         job.fill_iovecs(&mut self.iov);
@@ -91,6 +93,7 @@ impl FallbackDriver {
         self.done = Some(WriteDone { job, result });
     }
 
+    /// Hands back the finished job, if any.
     pub fn complete(&mut self) -> Option<WriteDone> {
         self.done.take()
     }

@@ -411,7 +411,7 @@ impl Driver {
 
     /// Has completions signal the eventfd `fd`; returns false for the fallback, whose
     /// jobs complete before `start` returns and so need no wake-up.
-    pub fn register_eventfd(&self, fd: std::os::fd::RawFd) -> io::Result<bool> {
+    pub fn register_eventfd(&self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<bool> {
         match self {
             Driver::Uring(d) => d.register_eventfd(fd).map(|()| true),
             Driver::Fallback(_) => Ok(false),
@@ -436,10 +436,7 @@ impl Driver {
     pub fn start_inline(&mut self, job: WriteJob) {
         debug_assert!(!self.busy(), "inline jobs run alone");
         match self {
-            Driver::Uring(d) => {
-                d.inline_runs += 1;
-                d.inline.start(job);
-            }
+            Driver::Uring(d) => d.start_inline(job),
             Driver::Fallback(d) => d.start(job),
         }
     }

@@ -20,6 +20,8 @@ pub(crate) struct UringDriver {
     pub(super) inline: super::FallbackDriver,
     /// Jobs run inline so far.
     pub(super) inline_runs: u64,
+    /// The registered eventfd, which inline jobs signal.
+    signal: std::cell::OnceCell<std::os::fd::OwnedFd>,
 }
 
 impl std::fmt::Debug for UringDriver {
@@ -57,12 +59,30 @@ impl UringDriver {
             spare_iov: Vec::with_capacity(super::MAX_JOBS),
             inline: super::FallbackDriver::default(),
             inline_runs: 0,
+            signal: std::cell::OnceCell::new(),
         })
     }
 
     /// Has the kernel signal `fd` (an eventfd) whenever a completion is posted.
-    pub fn register_eventfd(&self, fd: std::os::fd::RawFd) -> io::Result<()> {
-        self.ring.submitter().register_eventfd(fd)
+    /// Jobs run inline signal it too (through a descriptor of its own, so that it stays
+    /// valid whatever the caller does with `fd`).
+    pub fn register_eventfd(&self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+        let own = fd.try_clone_to_owned()?;
+        self.ring.submitter().register_eventfd(fd.as_raw_fd())?;
+        // The ring accepts one eventfd (a second registration fails above).
+        let _ = self.signal.set(own);
+        Ok(())
+    }
+
+    /// Runs `job` inline (pwritev + fdatasync); its completion signals the eventfd like
+    /// the ring's completions do.
+    pub fn start_inline(&mut self, job: super::WriteJob) {
+        self.inline_runs += 1;
+        self.inline.start(job);
+        if let Some(fd) = self.signal.get() {
+            // A full counter (EAGAIN) already wakes any waiter.
+            let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+        }
     }
 
     /// Queues the write (and linked fdatasync) of `slot`'s current attempt.
@@ -103,6 +123,7 @@ impl UringDriver {
         Ok(())
     }
 
+    /// Adds `job` to the pipeline and submits its write (and linked fdatasync).
     pub fn start(&mut self, job: super::WriteJob) -> io::Result<()> {
         let iov = self
             .spare_iov
@@ -148,6 +169,8 @@ impl UringDriver {
         }
     }
 
+    /// Takes in posted completions; with `wait`, blocks for one if none is posted and the
+    /// oldest job is not finished.
     pub fn reap(&mut self, wait: bool) -> io::Result<()> {
         if self.pipeline.is_empty() {
             return Ok(());
@@ -178,6 +201,7 @@ impl UringDriver {
         !self.pipeline.is_empty() || self.inline.busy()
     }
 
+    /// Hands back the inline job, or else the oldest pipeline job once it is finished.
     pub fn pop_done(&mut self) -> Option<WriteDone> {
         if let Some(done) = self.inline.complete() {
             return Some(done);
