@@ -116,8 +116,8 @@ pub struct Partition {
     tail_pos: u64,
     /// Position in the active segment after the last batch handed to the driver.
     queued_pos: u64,
-    /// Write jobs started in the active segment; their parity picks the descriptor.
-    jobs_started: u64,
+    /// Whether the newest write job went through the segment's second descriptor.
+    last_job_alt: bool,
     /// Buffer lists recycled from one write job to the next (at most `MAX_JOBS`).
     spare: Vec<Vec<BytesMut>>,
     /// Idempotent producers' recent batches, including accepted but not yet durable ones.
@@ -281,7 +281,7 @@ impl Partition {
             next_offset: active.next_offset,
             tail_pos: active.durable_len,
             queued_pos: active.durable_len,
-            jobs_started: 0,
+            last_job_alt: false,
             dir,
             config,
             _lock: lock,
@@ -597,7 +597,7 @@ impl Partition {
         self.sealed.push_back(old.seal(&self.dir, sync));
         self.tail_pos = 0;
         self.queued_pos = 0;
-        self.jobs_started = 0;
+        self.last_job_alt = false;
         self.write_producer_snapshot();
         Ok(())
     }
@@ -683,16 +683,17 @@ impl Partition {
             bytes += b.len();
             bufs.push(b);
         }
-        // Consecutive jobs use different descriptors of the segment: each open file
-        // reports a write-back error once, so two fdatasyncs in flight on one descriptor
-        // could hand the earlier job's error to the later one and let the earlier one
-        // look durable.
-        let file = if self.jobs_started % 2 == 0 {
-            self.active.file.clone()
-        } else {
+        // A job started while another is in flight uses the other descriptor of the
+        // segment: each open file reports a write-back error once, so two fdatasyncs in
+        // flight on one descriptor could hand the earlier job's error to the later one
+        // and let the earlier one look durable.
+        let alt = self.driver.busy() && !self.last_job_alt;
+        self.last_job_alt = alt;
+        let file = if alt {
             self.active.alt_file.clone()
+        } else {
+            self.active.file.clone()
         };
-        self.jobs_started += 1;
         let job = WriteJob {
             file,
             pos: self.queued_pos,
@@ -1034,11 +1035,9 @@ mod tests {
             let ctx = format!("attempt {attempt}");
             let dir = tempfile::tempdir().expect("tempdir");
             let mut p = fsync_uring(dir.path());
-            // Two appends, one on each descriptor: the next job uses the first again.
-            p.append(batch(0, 4)).expect("first append");
-            let durable = p.append(batch(4, 4)).expect("second append").last_offset + 1;
-            // The job after next (the second descriptor's turn) fails: a read-only
-            // descriptor makes its write fail with EBADF.
+            let durable = p.append(batch(0, 4)).expect("first append").last_offset + 1;
+            // A job started while another is in flight uses the second descriptor; made
+            // read-only, it fails that job's write with EBADF.
             let writable = p.active.alt_file.clone();
             p.active.alt_file = Arc::new(File::open(&p.active.path).expect("reopen read-only"));
             let a = p.submit(batch(durable, 4)).expect("second submit");
@@ -1050,18 +1049,31 @@ mod tests {
             let mut saw_two = false;
             let err = loop {
                 match p.poll() {
+                    Ok(_) if !p.is_writing() => break None,
                     Ok(hwm) => {
                         saw_two |= p.writes_in_flight() == 2;
                         assert!(
-                            hwm <= a.last_offset + 1,
+                            !saw_two || hwm <= a.last_offset + 1,
                             "{ctx}: nothing past the first job"
                         );
                         check_reads(&p, &ctx);
                     }
-                    Err(e) => break e,
+                    Err(e) => break Some(e),
                 }
             };
-            overlapped += usize::from(saw_two);
+            let Some(err) = err else {
+                // The first job finished before the next could start: no overlap, no
+                // second descriptor, no error.
+                assert!(!saw_two, "{ctx}: an overlapping job must have failed");
+                assert_eq!(p.high_watermark(), c.last_offset + 1, "{ctx}");
+                check_reads(&p, &ctx);
+                continue;
+            };
+            assert!(
+                saw_two,
+                "{ctx}: only an overlapping job uses the second descriptor"
+            );
+            overlapped += 1;
             assert!(matches!(err, Error::Io { .. }), "{ctx}: {err:?}");
             assert_eq!(
                 p.high_watermark(),
