@@ -6,7 +6,9 @@
 //! pre-encoded bytes once, each on a fresh preallocated file, rotating which goes first;
 //! it prints the medians as Markdown tables (the figures `docs/BENCHMARKS.md` quotes).
 //!
-//! Writers: ours with the io_uring write path and with the pwritev fallback; raw with
+//! Writers: ours with the io_uring write path, with the pwritev fallback and with the
+//! default configuration (`IoBackend::Auto`: pwritev for Written; io_uring for Fsync,
+//! except that a blocking `append` to an idle partition syncs inline); raw with
 //! `pwrite` per batch (sync-each) or `pwritev` of 64 batches (pipelined), each followed by
 //! `fdatasync` for Fsync; and, pipelined, raw replaying the groups of batches that ours'
 //! (io_uring) write jobs carried in the same or the previous round, so that both make
@@ -40,6 +42,7 @@ impl Writer {
     fn label(self) -> &'static str {
         match self {
             Writer::Ours(IoBackend::Fallback) => "strata (pwritev)",
+            Writer::Ours(IoBackend::Auto) => "strata (default)",
             Writer::Ours(_) => "strata (io_uring)",
             Writer::Raw => "raw",
             Writer::RawReplay => "raw, ours' groups",
@@ -116,6 +119,7 @@ fn run_case(case: &AppendCase, rounds: usize) -> Result<Row, BoxError> {
     let mut writers = vec![
         Writer::Ours(IoBackend::Uring),
         Writer::Ours(IoBackend::Fallback),
+        Writer::Ours(IoBackend::Auto),
         Writer::Raw,
     ];
     if case.mode == Mode::Pipelined {

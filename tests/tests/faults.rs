@@ -769,6 +769,91 @@ fn disk_full_without_preallocation_then_reopen_while_full() {
     );
 }
 
+/// Pipelined Fsync appends (a window of 16 batches, so on io_uring a write may run while
+/// the one before it syncs) until the disk is full: the error is `NoSpace`, nothing past the
+/// high watermark is visible or pending, every acknowledged record is served (also after
+/// reopening), once space is freed appends continue at the high watermark, and what the
+/// failed writes left on disk never reappears after a reopen.
+fn disk_full_pipelined(backend: IoBackend) {
+    let ctx = format!("{backend:?}, pipelined");
+    let Some(fs) = Tmpfs::mount("3m") else {
+        return;
+    };
+    let filler = fs.path().join("filler");
+    std::fs::write(&filler, vec![0xA5u8; (1 << 20) + (64 << 10)]).expect("write filler");
+    let dir = fs.path().join("partition");
+    let cfg = PartitionConfig {
+        preallocate: false,
+        durability: strata_log::Durability::Fsync,
+        ..config(backend)
+    };
+    let mut p = open_with(&dir, cfg.clone(), &ctx);
+    let mut unacked = std::collections::VecDeque::new();
+    let err = 'fill: loop {
+        let first = p.next_offset();
+        match p.submit(build_batch(first, 32, Compression::None)) {
+            Ok(a) => unacked.push_back(a.last_offset),
+            Err(e) => break 'fill e,
+        }
+        while unacked.len() >= 16 {
+            match p.poll() {
+                Ok(hwm) => {
+                    assert!(p.writes_in_flight() <= 2, "{ctx}: the pipeline is bounded");
+                    while unacked.front().is_some_and(|&l| l < hwm) {
+                        unacked.pop_front();
+                    }
+                }
+                Err(e) => break 'fill e,
+            }
+        }
+        assert!(
+            p.next_offset() < 1_000_000,
+            "{ctx}: a 3 MiB file system never filled up"
+        );
+    };
+    assert!(err.is_no_space(), "{ctx}: expected NoSpace, got {err:?}");
+    let acked = p.high_watermark();
+    assert!(
+        acked > 0,
+        "{ctx}: some appends succeeded before the disk filled"
+    );
+    assert_eq!(
+        p.next_offset(),
+        acked,
+        "{ctx}: the failed appends' offsets are reused"
+    );
+    assert_eq!(p.unflushed_bytes(), 0, "{ctx}: nothing is pending");
+    assert_eq!(p.writes_in_flight(), 0, "{ctx}: no write is in flight");
+    let acknowledged: Vec<u64> = (0..acked).collect();
+    assert_serves(&p, &acknowledged, &ctx);
+    std::fs::remove_file(&filler).expect("remove filler");
+    let w = append(&mut p, 32, Compression::None);
+    assert_eq!(
+        w.base, acked,
+        "{ctx}: appends continue at the high watermark"
+    );
+    let end = w.next;
+    let all: Vec<u64> = (0..end).collect();
+    assert_serves(&p, &all, &ctx);
+    p.close().expect("close");
+    let p = open_with(&dir, cfg, &format!("{ctx}, reopened"));
+    assert_eq!(p.high_watermark(), end, "{ctx}: after reopening");
+    assert_serves(&p, &all, &ctx);
+    drop(p);
+}
+
+#[test]
+fn disk_full_while_pipelined_keeps_every_acknowledged_append() {
+    in_child_process(
+        "disk_full_while_pipelined_keeps_every_acknowledged_append",
+        || {
+            for backend in BACKENDS {
+                disk_full_pipelined(backend);
+            }
+        },
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // A read-only file system.
 

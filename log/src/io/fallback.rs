@@ -1,4 +1,4 @@
-//! pwritev + fdatasync: the write path where io_uring is unavailable.
+//! pwritev + fdatasync: the write path where io_uring is unavailable (one job at a time).
 
 use super::{WriteDone, WriteJob};
 use std::io;
@@ -16,10 +16,17 @@ pub(crate) struct FallbackDriver {
 unsafe impl Send for FallbackDriver {}
 
 impl FallbackDriver {
+    /// True while a finished job waits to be handed back.
     pub fn busy(&self) -> bool {
         self.done.is_some()
     }
 
+    /// Bytes of the finished job not yet handed back.
+    pub fn bytes(&self) -> usize {
+        self.done.as_ref().map_or(0, |d| d.job.total_len())
+    }
+
+    /// Writes (and syncs, when asked) `job` now, keeping the outcome for `complete`.
     pub fn start(&mut self, job: WriteJob) {
         let total = job.total_len() - job.skip;
         job.fill_iovecs(&mut self.iov);
@@ -72,29 +79,21 @@ impl FallbackDriver {
             }
         }
         self.iov.clear();
-        let (written, synced) = match error {
-            Some(e) if written == 0 => (Err(e), None),
-            // A partial write followed by an error: report the part; the retry surfaces the error.
-            Some(_) => (Ok(written), None),
-            None => {
-                let synced = job.sync.then(|| {
-                    loop {
-                        match rustix::fs::fdatasync(&*job.file) {
-                            Err(rustix::io::Errno::INTR) => continue,
-                            r => break r.map_err(io::Error::from),
-                        }
-                    }
-                });
-                (Ok(written), synced)
-            }
+        let result = match error {
+            // A write error, after part of the job or none of it, fails the job.
+            Some(e) => Err(e),
+            None if job.sync => loop {
+                match rustix::fs::fdatasync(&*job.file) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    r => break r.map_err(io::Error::from),
+                }
+            },
+            None => Ok(()),
         };
-        self.done = Some(WriteDone {
-            job,
-            written,
-            synced,
-        });
+        self.done = Some(WriteDone { job, result });
     }
 
+    /// Hands back the finished job, if any.
     pub fn complete(&mut self) -> Option<WriteDone> {
         self.done.take()
     }

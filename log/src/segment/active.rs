@@ -14,12 +14,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Opens `path` again for writing: a new open file description, with its own error state.
+fn reopen(path: &Path) -> Result<Arc<File>> {
+    let file = OpenOptions::new().write(true).open(path).at(path)?;
+    Ok(Arc::new(file))
+}
+
 /// The segment being appended to, mapped read-only over its whole preallocated length.
 #[derive(Debug)]
 pub(crate) struct ActiveSegment {
     pub base_offset: u64,
     pub path: PathBuf,
     pub file: Arc<File>,
+    /// A second open file description of the same file, for every other write job: each
+    /// reports a write-back error to its own fdatasync once, so two jobs syncing at the
+    /// same time each see the errors that concern them.
+    pub alt_file: Arc<File>,
     /// Mapping of `capacity` bytes; only `..durable_len` is ever sliced.
     map: Bytes,
     pub capacity: u64,
@@ -54,10 +64,12 @@ impl ActiveSegment {
             return Err(Error::io(&path, e));
         }
         let map = map_file(&file, capacity, &path)?;
+        let alt_file = reopen(&path)?;
         Ok(ActiveSegment {
             base_offset: base,
             path,
             file: Arc::new(file),
+            alt_file,
             map,
             capacity,
             durable_len: 0,
@@ -130,10 +142,12 @@ impl ActiveSegment {
             file.sync_all().at(&path)?;
         }
         let map = map_file(&file, capacity, &path)?;
+        let alt_file = reopen(&path)?;
         let seg = ActiveSegment {
             base_offset: base,
             path,
             file: Arc::new(file),
+            alt_file,
             map,
             capacity,
             durable_len: rec.valid_len,
@@ -159,6 +173,34 @@ impl ActiveSegment {
         self.index.observe(pos as u32, header);
         self.durable_len = pos + u64::from(header.length);
         self.next_offset = header.next_offset();
+    }
+
+    /// Makes `from..to`, bytes that rolled-back writes may have left past the durable end,
+    /// read as zeros, so that a later recovery scan cannot take them for batches (which it
+    /// would when new batches of the same sizes are written before them). Best effort:
+    /// zeroes the range keeping its blocks, or punches a hole where that is unsupported.
+    pub fn discard(&self, from: u64, to: u64) {
+        use rustix::fs::{FallocateFlags, fallocate};
+        if to <= from {
+            return;
+        }
+        let len = to - from;
+        let keep = FallocateFlags::KEEP_SIZE;
+        let zeroed = match fallocate(&*self.file, FallocateFlags::ZERO_RANGE | keep, from, len) {
+            Err(rustix::io::Errno::OPNOTSUPP) => {
+                fallocate(&*self.file, FallocateFlags::PUNCH_HOLE | keep, from, len)
+            }
+            r => r,
+        };
+        if let Err(e) = zeroed {
+            tracing::warn!(
+                path = %self.path.display(),
+                error = %e,
+                from,
+                to,
+                "could not zero the bytes of rolled-back writes"
+            );
+        }
     }
 
     /// Writes the indexes for a clean shutdown, leaving the segment active.
