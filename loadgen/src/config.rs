@@ -143,8 +143,9 @@ pub struct Args {
     /// Producer batch size limit, bytes.
     #[arg(long, default_value_t = 64 * 1024)]
     pub batch_bytes: usize,
-    /// How long a producer waits for a batch to fill before sending it, ms (fractions ok).
-    #[arg(long, default_value_t = 1.0)]
+    /// How long a producer waits for a batch to fill before sending it, ms (fractions ok;
+    /// timers tick every millisecond, so a batch goes out at the first tick after this).
+    #[arg(long, default_value_t = 0.5)]
     pub linger_ms: f64,
     /// Batch compression.
     #[arg(long, value_enum, default_value_t = CompressionKind::None)]
@@ -162,9 +163,13 @@ pub struct Args {
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
     /// Open loop: target messages per second, all producers together (latency measured
-    /// from each message's scheduled send time). Default: closed loop.
-    #[arg(long)]
+    /// from each message's scheduled send time). Default: the throughput target for the
+    /// e2e scenario, closed loop for the others.
+    #[arg(long, conflicts_with = "closed_loop")]
     pub rate: Option<f64>,
+    /// Closed loop (as fast as the in-flight bound allows) even for the e2e scenario.
+    #[arg(long)]
+    pub closed_loop: bool,
     /// Closed loop: unacknowledged batches allowed per producer.
     #[arg(long, default_value_t = 16)]
     pub max_in_flight: usize,
@@ -391,13 +396,29 @@ impl Args {
         self.topics.saturating_mul(self.partitions)
     }
 
-    /// Open loop at `--rate`, or closed loop with `--max-in-flight`.
+    /// Open loop at `--rate`, or closed loop with `--max-in-flight`; without either, the
+    /// e2e scenario runs open loop at the throughput target (its p99 is judged at that
+    /// rate: a closed loop's latency is its window over its throughput) and the others
+    /// closed loop.
     pub fn load_mode(&self) -> LoadMode {
+        let closed = LoadMode::Closed {
+            max_in_flight: self.max_in_flight,
+        };
         match self.rate {
             Some(rate) => LoadMode::Open { rate },
-            None => LoadMode::Closed {
-                max_in_flight: self.max_in_flight,
+            None if self.closed_loop => closed,
+            None if self.scenario == Scenario::E2e => LoadMode::Open {
+                rate: self.assert_msgs_per_s.unwrap_or(DEFAULT_TARGET_MSGS_PER_S),
             },
+            None => closed,
+        }
+    }
+
+    /// The open-loop rate, if the run is open loop.
+    pub fn open_rate(&self) -> Option<f64> {
+        match self.load_mode() {
+            LoadMode::Open { rate } => Some(rate),
+            LoadMode::Closed { .. } => None,
         }
     }
 
@@ -465,13 +486,13 @@ impl Args {
             duration_s: self.duration.as_secs_f64(),
             messages: self.messages,
             warmup_s: self.warmup.as_secs_f64(),
-            load: if self.rate.is_some() {
+            load: if self.open_rate().is_some() {
                 "open"
             } else {
                 "closed"
             }
             .to_owned(),
-            rate: self.rate,
+            rate: self.open_rate(),
             max_in_flight: self.max_in_flight,
             partition_window: self.partition_window,
             shards: self.shards,
@@ -507,7 +528,8 @@ mod tests {
         assert_eq!(a.warmup, Duration::from_secs(2));
         assert_eq!(a.measured(), Some(Duration::from_secs(18)));
         assert_eq!(a.compression, CompressionKind::None);
-        assert_eq!(a.load_mode(), LoadMode::Closed { max_in_flight: 16 });
+        assert_eq!(a.load_mode(), LoadMode::Open { rate: 1e6 });
+        assert_eq!(a.open_rate(), Some(1e6));
         assert_eq!(a.disk_sync(), DiskSync::AtEnd);
         assert_eq!(
             a.targets(),
@@ -522,7 +544,19 @@ mod tests {
         assert_eq!((sc.warmup_ns, sc.end_ns), (2_000_000_000, 20_000_000_000));
         assert!(!a.no_baselines && !a.no_progress);
         assert_eq!(a.total_partitions(), 8);
-        assert_eq!(a.linger(), Duration::from_millis(1));
+        assert_eq!(a.linger(), Duration::from_micros(500));
+        // The other scenarios, and --closed-loop, run closed loop by default.
+        let closed = LoadMode::Closed { max_in_flight: 16 };
+        assert_eq!(
+            parse(&["--scenario", "produce"]).unwrap().load_mode(),
+            closed
+        );
+        assert_eq!(parse(&["--scenario", "group"]).unwrap().load_mode(), closed);
+        assert_eq!(parse(&["--closed-loop"]).unwrap().load_mode(), closed);
+        assert!(parse(&["--closed-loop", "--rate", "5"]).is_err());
+        // An asserted throughput is the rate the e2e scenario offers.
+        let asserted = parse(&["--assert-msgs-per-s", "2000000"]).unwrap();
+        assert_eq!(asserted.open_rate(), Some(2e6));
     }
 
     #[test]

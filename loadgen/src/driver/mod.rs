@@ -87,7 +87,7 @@ pub async fn run(args: Args) -> Result<Report, Error> {
         baselines,
     });
     report.verdict.notes.extend(measured.notes);
-    if args.rate.is_none() && args.max_in_flight < args.total_partitions() as usize {
+    if args.open_rate().is_none() && args.max_in_flight < args.total_partitions() as usize {
         report.verdict.notes.push(format!(
             "--max-in-flight {} is below the {} partitions a producer writes to: it waits for \
              an acknowledgement before most sends",
