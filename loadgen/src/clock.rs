@@ -7,25 +7,39 @@
 //! plain subtraction, immune to wall-clock steps; the figures mean nothing across
 //! processes (a payload written by another run carries another epoch).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A monotonic clock counting nanoseconds from the instant it was created.
 #[derive(Debug, Clone, Copy)]
 pub struct RunClock {
     epoch: Instant,
+    /// The wall clock at the epoch, microseconds since the Unix epoch.
+    wall_epoch_us: i64,
 }
 
 impl RunClock {
     /// A clock whose epoch is now.
     pub fn start() -> RunClock {
-        RunClock {
-            epoch: Instant::now(),
-        }
+        RunClock::with_epoch(Instant::now())
     }
 
     /// A clock whose epoch is `epoch`.
     pub fn with_epoch(epoch: Instant) -> RunClock {
-        RunClock { epoch }
+        let wall_now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        let since = Instant::now().saturating_duration_since(epoch).as_micros() as i64;
+        RunClock {
+            epoch,
+            wall_epoch_us: wall_now - since,
+        }
+    }
+
+    /// The wall-clock time (microseconds since the Unix epoch) of run time `ns`, read
+    /// from the run's start rather than from the system clock again.
+    pub fn wall_micros(&self, ns: u64) -> i64 {
+        self.wall_epoch_us
+            .saturating_add(i64::try_from(ns / 1000).unwrap_or(i64::MAX))
     }
 
     /// The epoch (nanosecond 0).
@@ -58,6 +72,16 @@ pub fn duration_ns(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wall_micros_follow_the_system_clock_from_the_epoch() {
+        let clock = RunClock::start();
+        let wall = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_micros() as i64;
+        let now = wall(SystemTime::now());
+        let at_epoch = clock.wall_micros(0);
+        assert!((now - at_epoch).abs() < 1_000_000, "{now} vs {at_epoch}");
+        assert_eq!(clock.wall_micros(2_500_000_000), at_epoch + 2_500_000);
+    }
 
     #[test]
     fn round_trips_instants_and_is_monotonic() {

@@ -145,7 +145,7 @@ pub struct Args {
     pub batch_bytes: usize,
     /// How long a producer waits for a batch to fill before sending it, ms (fractions ok;
     /// timers tick every millisecond, so a batch goes out at the first tick after this).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.2)]
     pub linger_ms: f64,
     /// Batch compression.
     #[arg(long, value_enum, default_value_t = CompressionKind::None)]
@@ -544,7 +544,7 @@ mod tests {
         assert_eq!((sc.warmup_ns, sc.end_ns), (2_000_000_000, 20_000_000_000));
         assert!(!a.no_baselines && !a.no_progress);
         assert_eq!(a.total_partitions(), 8);
-        assert_eq!(a.linger(), Duration::from_micros(500));
+        assert_eq!(a.linger(), Duration::from_micros(200));
         // The other scenarios, and --closed-loop, run closed loop by default.
         let closed = LoadMode::Closed { max_in_flight: 16 };
         assert_eq!(
@@ -636,7 +636,7 @@ mod tests {
         assert_eq!(a.duration, Duration::from_secs(60));
         assert_eq!(a.load_mode(), LoadMode::Open { rate: 50_000.0 });
         assert_eq!(a.total_partitions(), 12);
-        assert_eq!(a.linger(), Duration::from_micros(500));
+        assert_eq!(a.linger(), Duration::from_micros(200));
         let t = a.targets();
         assert!(t.enforce_msgs_per_s && t.enforce_p99);
         assert_eq!((t.msgs_per_s, t.p99_ms), (200_000.0, 2.5));

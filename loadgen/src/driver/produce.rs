@@ -275,10 +275,12 @@ pub async fn run(
                 context: "encoding a payload".into(),
                 message: e.to_string(),
             })?;
+            // The record's timestamp comes from the clock read above, not another read.
             let delivery = producer
-                .send_to(
+                .send_to_at(
                     &shared.topics[topic_index],
                     target.partition,
+                    clock.wall_micros(now),
                     target.key.as_ref().map(|k| k.as_bytes()),
                     value,
                     &[],

@@ -980,7 +980,8 @@ impl Producer {
         value: &[u8],
         headers: &[(&str, &[u8])],
     ) -> Result<DeliveryFuture, ClientError> {
-        self.enqueue(topic, None, key, Some(value), headers).await
+        self.enqueue(topic, None, None, key, Some(value), headers)
+            .await
     }
 
     /// Queues a record for an explicit partition of `topic`.
@@ -992,14 +993,38 @@ impl Producer {
         value: &[u8],
         headers: &[(&str, &[u8])],
     ) -> Result<DeliveryFuture, ClientError> {
-        self.enqueue(topic, Some(partition), key, Some(value), headers)
+        self.enqueue(topic, Some(partition), None, key, Some(value), headers)
             .await
+    }
+
+    /// Queues a record for an explicit partition of `topic` with its own timestamp
+    /// (microseconds since the Unix epoch; [`send_to`](Self::send_to) stamps the time of
+    /// the call), as a caller that already read the clock or replays events would.
+    pub async fn send_to_at(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<DeliveryFuture, ClientError> {
+        self.enqueue(
+            topic,
+            Some(partition),
+            Some(timestamp),
+            key,
+            Some(value),
+            headers,
+        )
+        .await
     }
 
     async fn enqueue(
         &self,
         topic: &str,
         partition: Option<u32>,
+        timestamp: Option<i64>,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: &[(&str, &[u8])],
@@ -1056,7 +1081,7 @@ impl Producer {
             &heap
         };
         let record = RecordRef {
-            timestamp: now_micros(),
+            timestamp: timestamp.unwrap_or_else(now_micros),
             key,
             value,
             headers,

@@ -402,6 +402,50 @@ async fn a_full_window_grows_the_open_batch_instead_of_queueing_small_ones() {
     stop(server).await;
 }
 
+#[tokio::test]
+async fn records_keep_the_timestamp_they_were_sent_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(server_config(dir.path())).unwrap();
+    let client = Client::connect(client_config(&server)).await.unwrap();
+    client.create_topic("ts", topic(1)).await.unwrap();
+    let producer = Producer::new(client.clone(), ProducerConfig::default())
+        .await
+        .unwrap();
+    let before = crate::client::producer::now_micros();
+    let stamped = [1_600_000_000_000_000i64, 1_600_000_000_000_007, 42];
+    let mut futures = Vec::new();
+    for ts in stamped {
+        futures.push(
+            producer
+                .send_to_at("ts", 0, ts, None, b"v", &[])
+                .await
+                .unwrap(),
+        );
+    }
+    futures.push(producer.send_to("ts", 0, None, b"now", &[]).await.unwrap());
+    producer.flush().await.unwrap();
+    for f in futures {
+        f.await.unwrap();
+    }
+    let fetched = client
+        .fetch("ts", 0, 0, 1 << 20, Duration::ZERO)
+        .await
+        .unwrap();
+    let mut scratch = Vec::new();
+    let mut seen = Vec::new();
+    for batch in strata_log::format::BatchIter::new(&fetched.batches) {
+        let batch = batch.unwrap();
+        for r in batch.records(&mut scratch).unwrap() {
+            seen.push(r.unwrap().timestamp);
+        }
+    }
+    assert_eq!(seen.len(), 4);
+    assert_eq!(seen[..3], stamped);
+    assert!(seen[3] >= before, "send_to stamps the time of the call");
+    producer.close().await.unwrap();
+    stop(server).await;
+}
+
 fn group(name: &str) -> GroupConfig {
     GroupConfig {
         heartbeat_interval: Duration::from_millis(100),
