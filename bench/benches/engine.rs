@@ -26,13 +26,14 @@
 
 use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use strata_bench::process_cpu;
-use strata_log::format::{BatchBuilder, BatchIter, BuilderOptions};
-use strata_log::{
-    Durability, Engine, EngineConfig, IoBackend, Partition, PartitionConfig, TopicConfig,
+use strata_bench::engine_load::{
+    BATCHES, PER_BATCH, PER_REQUEST, batches, durability, engine, io_backend, partition_config,
+    produce_engine, produce_engine_many, produce_log,
 };
+use strata_bench::process_cpu;
+use strata_log::Partition;
+use strata_log::format::BatchIter;
 
 /// Rounds of reading every partition in one fetch iteration.
 const FETCH_ROUNDS: u64 = 8;
@@ -78,125 +79,6 @@ impl Drop for CpuMeter {
             );
         }
     }
-}
-
-const RECORD: usize = 100;
-const PER_BATCH: usize = 100;
-const BATCHES: usize = 400; // per producer per iteration: 40 000 records
-const WINDOW: usize = 16;
-/// Batches per `produce_many` request in the `-many8` cases.
-const PER_REQUEST: usize = 8;
-const SEGMENT: u64 = 64 << 20;
-
-fn batches() -> Vec<BytesMut> {
-    let mut b = BatchBuilder::new(BuilderOptions::default());
-    let value = [0x5Au8; RECORD];
-    (0..BATCHES)
-        .map(|i| {
-            for r in 0..PER_BATCH {
-                b.push((i * PER_BATCH + r) as i64, None, Some(&value), &[])
-                    .unwrap();
-            }
-            b.finish().unwrap()
-        })
-        .collect()
-}
-
-/// Durability under test: `STRATA_BENCH_DURABILITY=fsync` (default `written`).
-fn durability() -> Durability {
-    match std::env::var("STRATA_BENCH_DURABILITY").as_deref() {
-        Ok("fsync") => Durability::Fsync,
-        Ok("none") => Durability::None,
-        _ => Durability::Written,
-    }
-}
-
-/// Write path under test: `STRATA_BENCH_IO=uring|fallback` (default `auto`).
-fn io_backend() -> IoBackend {
-    match std::env::var("STRATA_BENCH_IO").as_deref() {
-        Ok("uring") => IoBackend::Uring,
-        Ok("fallback") => IoBackend::Fallback,
-        _ => IoBackend::Auto,
-    }
-}
-
-fn partition_config() -> PartitionConfig {
-    PartitionConfig {
-        segment_bytes: SEGMENT,
-        durability: durability(),
-        retention_age: None,
-        io_backend: io_backend(),
-        ..PartitionConfig::default()
-    }
-}
-
-fn engine(dir: &std::path::Path, shards: usize) -> Engine {
-    let mut c = EngineConfig::new(dir);
-    c.shards = shards;
-    c.partition_defaults = partition_config();
-    let e = Engine::open(c).unwrap();
-    let topic = TopicConfig {
-        partitions: 2,
-        segment_bytes: SEGMENT,
-        retention_ms: None,
-        durability: durability(),
-        ..TopicConfig::default()
-    };
-    e.create_topic("bench", topic).unwrap();
-    e
-}
-
-/// Produces `batches` to one partition with `WINDOW` requests in flight.
-fn produce_engine(e: &Engine, partition: u32, batches: Vec<BytesMut>) {
-    let mut inflight = VecDeque::with_capacity(WINDOW);
-    for b in batches {
-        if inflight.len() == WINDOW {
-            let p: strata_log::Pending<_> = inflight.pop_front().unwrap();
-            p.wait().unwrap();
-        }
-        inflight.push_back(e.produce("bench", partition, b).unwrap());
-    }
-    for p in inflight {
-        p.wait().unwrap();
-    }
-}
-
-/// Produces `batches` to one partition, `PER_REQUEST` per request, `WINDOW` batches in flight.
-fn produce_engine_many(e: &Engine, partition: u32, batches: Vec<BytesMut>) {
-    type Many = strata_log::Pending<Vec<strata_log::Result<strata_log::Appended>>>;
-    let mut inflight: VecDeque<Many> = VecDeque::with_capacity(WINDOW / PER_REQUEST);
-    let mut batches = batches.into_iter();
-    loop {
-        let request: Vec<BytesMut> = batches.by_ref().take(PER_REQUEST).collect();
-        if request.is_empty() {
-            break;
-        }
-        if inflight.len() == WINDOW / PER_REQUEST {
-            for r in inflight.pop_front().unwrap().wait().unwrap() {
-                r.unwrap();
-            }
-        }
-        inflight.push_back(e.produce_many("bench", partition, request).unwrap());
-    }
-    for p in inflight {
-        for r in p.wait().unwrap() {
-            r.unwrap();
-        }
-    }
-}
-
-fn produce_log(p: &mut Partition, batches: Vec<BytesMut>) {
-    let mut last = VecDeque::with_capacity(WINDOW);
-    for b in batches {
-        if last.len() == WINDOW {
-            let wanted: u64 = last.pop_front().unwrap();
-            while p.high_watermark() <= wanted {
-                p.wait().unwrap();
-            }
-        }
-        last.push_back(p.submit(b).unwrap().last_offset);
-    }
-    p.flush().unwrap();
 }
 
 fn count(bytes: &[u8]) -> u64 {
@@ -257,7 +139,7 @@ fn bench_produce(c: &mut Criterion) {
                     s.spawn(move || {
                         for batches in rx {
                             if many {
-                                produce_engine_many(e, partition, batches);
+                                produce_engine_many(e, partition, batches, PER_REQUEST);
                             } else {
                                 produce_engine(e, partition, batches);
                             }

@@ -1,110 +1,15 @@
 //! Probe: fixed iterations of the engine bench's produce cases, interleaved, with
 //! getrusage CPU time and context switches. Not a criterion bench.
 use bytes::BytesMut;
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use strata_log::format::{BatchBuilder, BuilderOptions};
-use strata_log::{Durability, Engine, EngineConfig, Partition, PartitionConfig, TopicConfig};
-
-const RECORD: usize = 100;
-const PER_BATCH: usize = 100;
-const BATCHES: usize = 400;
-const WINDOW: usize = 16;
-const SEGMENT: u64 = 64 << 20;
+use strata_bench::engine_load::{
+    BATCHES, PER_BATCH, batches, engine, partition_config, produce_engine, produce_engine_many,
+    produce_log,
+};
+use strata_log::Partition;
 
 fn usage() -> (Duration, u64) {
     strata_bench::process_usage()
-}
-
-fn batches() -> Vec<BytesMut> {
-    let mut b = BatchBuilder::new(BuilderOptions::default());
-    let value = [0x5Au8; RECORD];
-    (0..BATCHES)
-        .map(|i| {
-            for r in 0..PER_BATCH {
-                b.push((i * PER_BATCH + r) as i64, None, Some(&value), &[])
-                    .unwrap();
-            }
-            b.finish().unwrap()
-        })
-        .collect()
-}
-fn pc() -> PartitionConfig {
-    PartitionConfig {
-        segment_bytes: SEGMENT,
-        durability: Durability::Written,
-        retention_age: None,
-        ..PartitionConfig::default()
-    }
-}
-fn engine(dir: &std::path::Path, shards: usize) -> Engine {
-    let mut c = EngineConfig::new(dir);
-    c.shards = shards;
-    c.partition_defaults = pc();
-    let e = Engine::open(c).unwrap();
-    e.create_topic(
-        "bench",
-        TopicConfig {
-            partitions: 2,
-            segment_bytes: SEGMENT,
-            retention_ms: None,
-            durability: Durability::Written,
-            ..TopicConfig::default()
-        },
-    )
-    .unwrap();
-    e
-}
-fn produce_engine(e: &Engine, partition: u32, batches: Vec<BytesMut>) {
-    let mut inflight = VecDeque::with_capacity(WINDOW);
-    for b in batches {
-        if inflight.len() == WINDOW {
-            let p: strata_log::Pending<_> = inflight.pop_front().unwrap();
-            p.wait().unwrap();
-        }
-        inflight.push_back(e.produce("bench", partition, b).unwrap());
-    }
-    for p in inflight {
-        p.wait().unwrap();
-    }
-}
-#[allow(dead_code)]
-fn produce_engine_many(e: &Engine, partition: u32, batches: Vec<BytesMut>, per: usize) {
-    let mut inflight = VecDeque::with_capacity(WINDOW / per);
-    let mut it = batches.into_iter();
-    loop {
-        let group: Vec<BytesMut> = it.by_ref().take(per).collect();
-        if group.is_empty() {
-            break;
-        }
-        if inflight.len() == WINDOW / per {
-            let p: strata_log::Pending<Vec<strata_log::Result<strata_log::Appended>>> =
-                inflight.pop_front().unwrap();
-            for r in p.wait().unwrap() {
-                r.unwrap();
-            }
-        }
-        inflight.push_back(e.produce_many("bench", partition, group).unwrap());
-    }
-    for p in inflight {
-        let p: strata_log::Pending<Vec<strata_log::Result<strata_log::Appended>>> = p;
-        for r in p.wait().unwrap() {
-            r.unwrap();
-        }
-    }
-}
-fn produce_log(p: &mut Partition, batches: Vec<BytesMut>) {
-    let mut last = VecDeque::with_capacity(WINDOW);
-    for b in batches {
-        if last.len() == WINDOW {
-            let wanted: u64 = last.pop_front().unwrap();
-            while p.high_watermark() <= wanted {
-                p.wait().unwrap();
-            }
-        }
-        last.push_back(p.submit(b).unwrap().last_offset);
-    }
-    p.flush().unwrap();
 }
 
 fn main() {
@@ -139,7 +44,7 @@ fn main() {
             };
             match case.as_str() {
                 "log" => {
-                    let mut p = Partition::open(dir.path(), pc()).unwrap();
+                    let mut p = Partition::open(dir.path(), partition_config()).unwrap();
                     for _ in 0..iters {
                         let mut ab = Some((template.clone(), template.clone()));
                         run(&mut || {

@@ -11,6 +11,8 @@
 //! run, in a temporary directory under [`std::env::temp_dir`], so neither overwrites blocks
 //! that were already written and both pay the same unwritten-extent conversion.
 
+pub mod engine_load;
+
 use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};

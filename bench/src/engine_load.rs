@@ -1,0 +1,140 @@
+//! The engine benchmark's workload, shared by `benches/engine.rs` and
+//! `examples/engine_probe.rs`: 100-byte records in batches of 100, two partitions, each
+//! producer keeping [`WINDOW`] batches in flight, against the bare log or the engine.
+
+use bytes::BytesMut;
+use std::collections::VecDeque;
+use strata_log::format::{BatchBuilder, BuilderOptions};
+use strata_log::{
+    Durability, Engine, EngineConfig, IoBackend, Partition, PartitionConfig, TopicConfig,
+};
+
+/// Bytes per record value.
+pub const RECORD: usize = 100;
+/// Records per batch.
+pub const PER_BATCH: usize = 100;
+/// Batches per producer per iteration (40 000 records).
+pub const BATCHES: usize = 400;
+/// Batches each producer keeps in flight.
+pub const WINDOW: usize = 16;
+/// Batches per `produce_many` request in the `-many8` cases.
+pub const PER_REQUEST: usize = 8;
+/// Segment size of the partitions under test.
+pub const SEGMENT: u64 = 64 << 20;
+
+/// One producer's batches for one iteration, encoded once.
+pub fn batches() -> Vec<BytesMut> {
+    let mut b = BatchBuilder::new(BuilderOptions::default());
+    let value = [0x5Au8; RECORD];
+    (0..BATCHES)
+        .map(|i| {
+            for r in 0..PER_BATCH {
+                b.push((i * PER_BATCH + r) as i64, None, Some(&value), &[])
+                    .unwrap();
+            }
+            b.finish().unwrap()
+        })
+        .collect()
+}
+
+/// Durability under test: `STRATA_BENCH_DURABILITY=fsync` (default `written`).
+pub fn durability() -> Durability {
+    match std::env::var("STRATA_BENCH_DURABILITY").as_deref() {
+        Ok("fsync") => Durability::Fsync,
+        Ok("none") => Durability::None,
+        _ => Durability::Written,
+    }
+}
+
+/// Write path under test: `STRATA_BENCH_IO=uring|fallback` (default `auto`).
+pub fn io_backend() -> IoBackend {
+    match std::env::var("STRATA_BENCH_IO").as_deref() {
+        Ok("uring") => IoBackend::Uring,
+        Ok("fallback") => IoBackend::Fallback,
+        _ => IoBackend::Auto,
+    }
+}
+
+/// The partition configuration under test (durability and write path from the environment).
+pub fn partition_config() -> PartitionConfig {
+    PartitionConfig {
+        segment_bytes: SEGMENT,
+        durability: durability(),
+        retention_age: None,
+        io_backend: io_backend(),
+        ..PartitionConfig::default()
+    }
+}
+
+/// An engine in `dir` with `shards` shards and the two-partition topic `bench`.
+pub fn engine(dir: &std::path::Path, shards: usize) -> Engine {
+    let mut c = EngineConfig::new(dir);
+    c.shards = shards;
+    c.partition_defaults = partition_config();
+    let e = Engine::open(c).unwrap();
+    let topic = TopicConfig {
+        partitions: 2,
+        segment_bytes: SEGMENT,
+        retention_ms: None,
+        durability: durability(),
+        ..TopicConfig::default()
+    };
+    e.create_topic("bench", topic).unwrap();
+    e
+}
+
+/// Produces `batches` to one partition with `WINDOW` requests in flight.
+pub fn produce_engine(e: &Engine, partition: u32, batches: Vec<BytesMut>) {
+    let mut inflight = VecDeque::with_capacity(WINDOW);
+    for b in batches {
+        if inflight.len() == WINDOW {
+            let p: strata_log::Pending<_> = inflight.pop_front().unwrap();
+            p.wait().unwrap();
+        }
+        inflight.push_back(e.produce("bench", partition, b).unwrap());
+    }
+    for p in inflight {
+        p.wait().unwrap();
+    }
+}
+
+/// Produces `batches` to one partition, `per_request` per request, `WINDOW` batches in
+/// flight.
+pub fn produce_engine_many(e: &Engine, partition: u32, batches: Vec<BytesMut>, per_request: usize) {
+    let per_request = per_request.clamp(1, WINDOW);
+    type Many = strata_log::Pending<Vec<strata_log::Result<strata_log::Appended>>>;
+    let mut inflight: VecDeque<Many> = VecDeque::with_capacity(WINDOW / per_request);
+    let mut batches = batches.into_iter();
+    loop {
+        let request: Vec<BytesMut> = batches.by_ref().take(per_request).collect();
+        if request.is_empty() {
+            break;
+        }
+        if inflight.len() == WINDOW / per_request {
+            for r in inflight.pop_front().unwrap().wait().unwrap() {
+                r.unwrap();
+            }
+        }
+        inflight.push_back(e.produce_many("bench", partition, request).unwrap());
+    }
+    for p in inflight {
+        for r in p.wait().unwrap() {
+            r.unwrap();
+        }
+    }
+}
+
+/// Appends `batches` to one partition on this thread with `WINDOW` batches in flight.
+pub fn produce_log(p: &mut Partition, batches: Vec<BytesMut>) {
+    let mut last = VecDeque::with_capacity(WINDOW);
+    for b in batches {
+        if last.len() == WINDOW {
+            let wanted: u64 = last.pop_front().unwrap();
+            while p.high_watermark() <= wanted {
+                p.wait().unwrap();
+            }
+        }
+        last.push_back(p.submit(b).unwrap().last_offset);
+    }
+    p.flush().unwrap();
+}
