@@ -636,7 +636,7 @@ mod tests {
         assert_eq!(a.duration, Duration::from_secs(60));
         assert_eq!(a.load_mode(), LoadMode::Open { rate: 50_000.0 });
         assert_eq!(a.total_partitions(), 12);
-        assert_eq!(a.linger(), Duration::from_micros(200));
+        assert_eq!(a.linger(), Duration::from_micros(500));
         let t = a.targets();
         assert!(t.enforce_msgs_per_s && t.enforce_p99);
         assert_eq!((t.msgs_per_s, t.p99_ms), (200_000.0, 2.5));
