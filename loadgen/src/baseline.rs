@@ -166,7 +166,7 @@ pub fn transport_config() -> quinn::TransportConfig {
     t.stream_receive_window(quinn::VarInt::from_u32(STREAM_RECEIVE_WINDOW))
         .receive_window(quinn::VarInt::from_u32(RECEIVE_WINDOW))
         .send_window(SEND_WINDOW);
-    strata_net::quic::tune_acks(&mut t);
+    strata_net::quic::tune(&mut t);
     t
 }
 
@@ -291,7 +291,7 @@ pub async fn quic_bulk(ip: IpAddr, mib: u64) -> Result<QuicBaseline, BaselineErr
         BaselineError::Config("no async runtime (call from inside tokio)".to_owned())
     })?;
     let server = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+        strata_net::quic::endpoint_config(),
         Some(server_config),
         udp_socket(SocketAddr::new(ip, 0)).map_err(io("binding the server socket"))?,
         runtime.clone(),
@@ -301,7 +301,7 @@ pub async fn quic_bulk(ip: IpAddr, mib: u64) -> Result<QuicBaseline, BaselineErr
         .local_addr()
         .map_err(io("reading the server address"))?;
     let mut client = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+        strata_net::quic::endpoint_config(),
         None,
         udp_socket(SocketAddr::new(ip, 0)).map_err(io("binding the client socket"))?,
         runtime,

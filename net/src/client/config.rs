@@ -181,7 +181,7 @@ impl ClientConfig {
         if let Ok(idle) = quinn::IdleTimeout::try_from(self.idle_timeout) {
             t.max_idle_timeout(Some(idle));
         }
-        crate::quic::tune_acks(&mut t);
+        crate::quic::tune(&mut t);
         t
     }
 }

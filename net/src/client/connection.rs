@@ -511,7 +511,7 @@ impl Client {
         } else {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
-        let endpoint = quinn::Endpoint::client(bind).map_err(|e| ClientError::Connect {
+        let endpoint = crate::quic::client_endpoint(bind).map_err(|e| ClientError::Connect {
             addr: config.server,
             reason: format!("cannot bind a UDP socket: {e}"),
         })?;

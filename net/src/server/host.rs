@@ -122,7 +122,7 @@ async fn serve_endpoint(shared: Arc<Shared>, index: usize) {
         return;
     };
     let endpoint = match quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+        crate::quic::endpoint_config(),
         Some(shared.quinn.clone()),
         socket,
         Arc::new(quinn::TokioRuntime),

@@ -140,7 +140,7 @@ fn transport(limits: &Limits) -> quinn::TransportConfig {
     if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(30)) {
         t.max_idle_timeout(Some(idle));
     }
-    crate::quic::tune_acks(&mut t);
+    crate::quic::tune(&mut t);
     t
 }
 
