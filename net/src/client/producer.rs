@@ -59,7 +59,9 @@ const BATCH_RESERVE_SLACK: usize = 1024;
 pub struct ProducerConfig {
     /// What the server waits for before acknowledging (at most the topic's durability).
     pub acks: Acks,
-    /// How long a batch may wait for more records before it is sent.
+    /// How long a batch may wait for more records before it is sent; while its
+    /// partition already has `max_inflight_batches` in flight it waits (and grows) until
+    /// an answer frees a slot. Zero sends whenever a slot is free.
     pub linger: Duration,
     /// Send a batch once it holds this many (uncompressed) bytes.
     pub batch_bytes: usize,
@@ -72,7 +74,8 @@ pub struct ProducerConfig {
     /// Give up on a record this long after its batch was opened.
     pub delivery_timeout: Duration,
     /// Batches in flight per partition (at most 5 with idempotence: the server
-    /// remembers a producer's last 5 batches to recognise retries).
+    /// remembers a producer's last 5 batches to recognise retries); a full window holds
+    /// the next batch open.
     pub max_inflight_batches: usize,
 }
 
