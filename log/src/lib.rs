@@ -1,7 +1,7 @@
 //! strata-log: segmented, checksummed, zero-copy event log storage with io_uring writes.
 //!
 //! A [`Partition`] is a directory of segment files holding record batches in the
-//! [`format`] that strata also uses on the wire. Appends are queued, coalesced and
+//! [`format`](mod@format) that strata also uses on the wire. Appends are queued, coalesced and
 //! written with io_uring (or pwritev where io_uring is unavailable); reads return
 //! [`bytes::Bytes`] slices of read-only memory mappings.
 //!

@@ -65,7 +65,7 @@ pub struct ConnectArgs {
         env = "STRATA_SERVER"
     )]
     pub server: SocketAddr,
-    /// The server's certificate to pin (default: <data-dir>/tls/cert.pem).
+    /// The server's certificate to pin (default: DATA_DIR/tls/cert.pem).
     #[arg(long, global = true, env = "STRATA_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
     /// Name in the server's certificate.
@@ -74,7 +74,7 @@ pub struct ConnectArgs {
     /// Bearer token (default: the contents of --token-file).
     #[arg(long, global = true, env = "STRATA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// File holding the token (default: <data-dir>/admin.token when it exists).
+    /// File holding the token (default: DATA_DIR/admin.token when it exists).
     #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
     /// Data dir of a local server, for the default certificate and token paths.
