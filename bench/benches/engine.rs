@@ -24,12 +24,11 @@
 //! `engine-2-shards / engine-1-shard` in msgs/s is how it scales when the load is spread.
 //! On a 2-core machine the producer threads share the cores with the shards.
 
-use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::time::{Duration, Instant};
 use strata_bench::engine_load::{
-    BATCHES, PER_BATCH, PER_REQUEST, batches, durability, engine, io_backend, partition_config,
-    produce_engine, produce_engine_many, produce_log,
+    BATCHES, PER_BATCH, PER_REQUEST, Producers, batches, durability, engine, io_backend,
+    partition_config, produce_engine, produce_log,
 };
 use strata_bench::process_cpu;
 use strata_log::Partition;
@@ -129,40 +128,15 @@ fn bench_produce(c: &mut Criterion) {
             let dir = tempfile::tempdir().unwrap();
             let e = engine(dir.path(), shards);
             std::thread::scope(|s| {
-                // One long-lived producer thread per partition, fed one iteration at a time.
-                let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-                let mut work = Vec::new();
-                for partition in 0..2u32 {
-                    let (tx, rx) = std::sync::mpsc::channel::<Vec<BytesMut>>();
-                    work.push(tx);
-                    let (e, done_tx) = (&e, done_tx.clone());
-                    s.spawn(move || {
-                        for batches in rx {
-                            if many {
-                                produce_engine_many(e, partition, batches, PER_REQUEST);
-                            } else {
-                                produce_engine(e, partition, batches);
-                            }
-                            done_tx.send(()).unwrap();
-                        }
-                    });
-                }
+                let producers = Producers::spawn(s, &e, if many { PER_REQUEST } else { 0 });
                 bch.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
                         let inputs = [template.clone(), template.clone()];
-                        total += meter.measure(msgs, || {
-                            for (tx, batches) in work.iter().zip(inputs) {
-                                tx.send(batches).unwrap();
-                            }
-                            for _ in 0..work.len() {
-                                done_rx.recv().unwrap();
-                            }
-                        });
+                        total += meter.measure(msgs, || producers.round(inputs));
                     }
                     total
                 });
-                drop(work);
             });
         });
     }

@@ -1,10 +1,9 @@
 //! Probe: fixed iterations of the engine bench's produce cases, interleaved, with
 //! getrusage CPU time and context switches. Not a criterion bench.
-use bytes::BytesMut;
 use std::time::{Duration, Instant};
 use strata_bench::engine_load::{
-    BATCHES, PER_BATCH, batches, engine, partition_config, produce_engine, produce_engine_many,
-    produce_log,
+    BATCHES, PER_BATCH, Producers, batches, engine, partition_config, produce_engine,
+    produce_engine_many, produce_log,
 };
 use strata_log::Partition;
 
@@ -64,34 +63,11 @@ fn main() {
                     let persistent = std::env::var("PERSIST").is_ok();
                     if persistent {
                         std::thread::scope(|s| {
-                            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-                            let mut work = Vec::new();
-                            for partition in 0..2u32 {
-                                let (tx, rx) = std::sync::mpsc::channel::<Vec<BytesMut>>();
-                                work.push(tx);
-                                let (e, done_tx) = (&e, done_tx.clone());
-                                s.spawn(move || {
-                                    for batches in rx {
-                                        if per == 0 {
-                                            produce_engine(e, partition, batches)
-                                        } else {
-                                            produce_engine_many(e, partition, batches, per)
-                                        }
-                                        done_tx.send(()).unwrap();
-                                    }
-                                });
-                            }
+                            let producers = Producers::spawn(s, &e, per);
                             for _ in 0..iters {
                                 let mut inputs = Some([template.clone(), template.clone()]);
-                                run(&mut || {
-                                    for (tx, b) in work.iter().zip(inputs.take().unwrap()) {
-                                        tx.send(b).unwrap();
-                                    }
-                                    done_rx.recv().unwrap();
-                                    done_rx.recv().unwrap();
-                                });
+                                run(&mut || producers.round(inputs.take().unwrap()));
                             }
-                            drop(work);
                         });
                     } else {
                         for _ in 0..iters {

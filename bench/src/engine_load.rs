@@ -4,6 +4,8 @@
 
 use bytes::BytesMut;
 use std::collections::VecDeque;
+use std::sync::mpsc;
+use std::thread::Scope;
 use strata_log::format::{BatchBuilder, BuilderOptions};
 use strata_log::{
     Durability, Engine, EngineConfig, IoBackend, Partition, PartitionConfig, TopicConfig,
@@ -137,4 +139,52 @@ pub fn produce_log(p: &mut Partition, batches: Vec<BytesMut>) {
         last.push_back(p.submit(b).unwrap().last_offset);
     }
     p.flush().unwrap();
+}
+
+/// Long-lived producer threads, one per partition of the `bench` topic, each fed one
+/// iteration's batches at a time (so thread start-up stays out of the measurement).
+pub struct Producers {
+    work: Vec<mpsc::Sender<Vec<BytesMut>>>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Producers {
+    /// Starts a thread in `scope` for each of the two partitions; `per_request` 0 sends
+    /// one batch per `produce`, more sends that many per `produce_many`.
+    pub fn spawn<'scope>(
+        scope: &'scope Scope<'scope, '_>,
+        e: &'scope Engine,
+        per_request: usize,
+    ) -> Self {
+        let (done_tx, done) = mpsc::channel::<()>();
+        let mut work = Vec::new();
+        for partition in 0..2u32 {
+            let (tx, rx) = mpsc::channel::<Vec<BytesMut>>();
+            work.push(tx);
+            let done_tx = done_tx.clone();
+            scope.spawn(move || {
+                for batches in rx {
+                    if per_request == 0 {
+                        produce_engine(e, partition, batches);
+                    } else {
+                        produce_engine_many(e, partition, batches, per_request);
+                    }
+                    // The receiver outlives every round it waits for.
+                    let _ = done_tx.send(());
+                }
+            });
+        }
+        Producers { work, done }
+    }
+
+    /// Hands one set of batches to each partition's thread and waits until all are
+    /// durable.
+    pub fn round(&self, inputs: [Vec<BytesMut>; 2]) {
+        for (tx, batches) in self.work.iter().zip(inputs) {
+            tx.send(batches).expect("producer thread alive");
+        }
+        for _ in 0..self.work.len() {
+            self.done.recv().expect("producer thread alive");
+        }
+    }
 }
