@@ -642,6 +642,16 @@ fn fill_until_error(p: &mut Partition, ctx: &str) -> (Error, u64) {
     panic!("{ctx}: a 3 MiB file system never filled up");
 }
 
+/// A 3 MiB tmpfs holding a 1.06 MiB filler file, and the partition directory to use on
+/// it; none when tmpfs cannot be mounted here.
+fn small_disk_with_filler() -> Option<(Tmpfs, std::path::PathBuf, std::path::PathBuf)> {
+    let fs = Tmpfs::mount("3m")?;
+    let filler = fs.path().join("filler");
+    std::fs::write(&filler, vec![0xA5u8; (1 << 20) + (64 << 10)]).expect("write filler");
+    let dir = fs.path().join("partition");
+    Some((fs, filler, dir))
+}
+
 /// Fills a 3 MiB tmpfs (1 MiB of it taken by a filler file) through appends until one
 /// fails, checks the error is `NoSpace` and that everything acknowledged is readable
 /// (from the same partition, or after reopening while the disk is still full), then frees
@@ -649,12 +659,9 @@ fn fill_until_error(p: &mut Partition, ctx: &str) -> (Error, u64) {
 fn disk_full(preallocate: bool, backend: IoBackend, reopen_while_full: bool) {
     let ctx =
         format!("{backend:?}, preallocate {preallocate}, reopen while full {reopen_while_full}");
-    let Some(fs) = Tmpfs::mount("3m") else {
+    let Some((_mount, filler, dir)) = small_disk_with_filler() else {
         return;
     };
-    let filler = fs.path().join("filler");
-    std::fs::write(&filler, vec![0xA5u8; (1 << 20) + (64 << 10)]).expect("write filler");
-    let dir = fs.path().join("partition");
     let cfg = PartitionConfig {
         preallocate,
         ..config(backend)
@@ -776,12 +783,9 @@ fn disk_full_without_preallocation_then_reopen_while_full() {
 /// failed writes left on disk never reappears after a reopen.
 fn disk_full_pipelined(backend: IoBackend) {
     let ctx = format!("{backend:?}, pipelined");
-    let Some(fs) = Tmpfs::mount("3m") else {
+    let Some((_mount, filler, dir)) = small_disk_with_filler() else {
         return;
     };
-    let filler = fs.path().join("filler");
-    std::fs::write(&filler, vec![0xA5u8; (1 << 20) + (64 << 10)]).expect("write filler");
-    let dir = fs.path().join("partition");
     let cfg = PartitionConfig {
         preallocate: false,
         durability: strata_log::Durability::Fsync,
