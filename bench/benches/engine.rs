@@ -9,7 +9,12 @@
 //!   threads (one per partition);
 //! * `engine-2-shards`: the same with two shards, so each partition has its own core;
 //! * `engine-{1,2}-shard-many8`: the same batches through `Engine::produce_many`, 8 per
-//!   request and 2 requests in flight (16 batches, as above).
+//!   request and 2 requests in flight (16 batches, as above);
+//! * `engine-{1,2}-shard-hosted`: the producers run on the shard threads themselves
+//!   (through `EngineConfig::runner`, the way the QUIC server hosts its connections), each
+//!   on the shard that owns its partition, so nothing crosses a thread;
+//! * `log-2-threads`: two bare logs, one per thread, the same bytes: how far the machine
+//!   itself scales two independent writers (the ceiling for `engine-2-shard*`).
 //!
 //! The producer threads are started once per case and reused by every iteration, so
 //! thread creation is not counted against the engine; each iteration hands them fresh
@@ -19,18 +24,20 @@
 //! headers checked), each partition 8 times per iteration.
 //!
 //! Besides criterion's msgs/s, each produce case prints its msgs per CPU-second (process
-//! CPU time, all threads and io_uring workers included): the engine uses more threads
+//! CPU time, all threads and io_uring workers included, read once the other threads have
+//! settled so a shard still running is not left out): the engine uses more threads
 //! than the log, so `engine-1-shard / log` per CPU-second is its overhead per core, and
 //! `engine-2-shards / engine-1-shard` in msgs/s is how it scales when the load is spread.
 //! On a 2-core machine the producer threads share the cores with the shards.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::time::{Duration, Instant};
+use strata_bench::engine_hosted::HostedProducers;
 use strata_bench::engine_load::{
-    BATCHES, PER_BATCH, PER_REQUEST, Producers, batches, durability, engine, io_backend,
+    BATCHES, PER_BATCH, PER_REQUEST, Producers, batches, durability, engine, io_backend, log_pair,
     partition_config, produce_engine, produce_log,
 };
-use strata_bench::process_cpu;
+use strata_bench::settled_usage;
 use strata_log::Partition;
 use strata_log::format::BatchIter;
 
@@ -57,10 +64,11 @@ impl CpuMeter {
 
     /// Runs `f`, counting `msgs` messages, and returns its wall time.
     fn measure(&mut self, msgs: u64, f: impl FnOnce()) -> Duration {
-        let (cpu0, t) = (process_cpu(), Instant::now());
+        let (cpu0, _) = settled_usage();
+        let t = Instant::now();
         f();
         let wall = t.elapsed();
-        self.cpu += process_cpu().saturating_sub(cpu0);
+        self.cpu += settled_usage().0.saturating_sub(cpu0);
         self.wall += wall;
         self.msgs += msgs;
         wall
@@ -116,6 +124,43 @@ fn bench_produce(c: &mut Criterion) {
         })
     });
     drop(meter);
+    let mut meter = CpuMeter::new("produce/log-2-threads");
+    g.bench_function(BenchmarkId::from_parameter("log-2-threads"), |bch| {
+        let dir = tempfile::tempdir().unwrap();
+        let [mut a, mut b] = log_pair(dir.path());
+        std::thread::scope(|s| {
+            let logs = Producers::logs(s, [&mut a, &mut b]);
+            bch.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let inputs = [template.clone(), template.clone()];
+                    total += meter.measure(msgs, || logs.round(inputs));
+                }
+                total
+            });
+        });
+    });
+    drop(meter);
+    for (shards, name) in [
+        (1usize, "produce/engine-1-shard-hosted"),
+        (2, "produce/engine-2-shard-hosted"),
+    ] {
+        let mut meter = CpuMeter::new(name);
+        let id = format!("engine-{shards}-shard-hosted");
+        g.bench_function(BenchmarkId::from_parameter(id), |bch| {
+            let dir = tempfile::tempdir().unwrap();
+            let hosted = HostedProducers::open(dir.path(), shards);
+            bch.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let inputs = [template.clone(), template.clone()];
+                    total += meter.measure(msgs, || hosted.round(inputs));
+                }
+                total
+            });
+            hosted.shutdown();
+        });
+    }
     for (shards, many, name) in [
         (1usize, false, "produce/engine-1-shard"),
         (2, false, "produce/engine-2-shard"),

@@ -1,14 +1,16 @@
 //! Probe: fixed iterations of the engine bench's produce cases, interleaved, with
-//! getrusage CPU time and context switches. Not a criterion bench.
+//! getrusage CPU time (read once the other threads have settled) and context switches.
+//! Not a criterion bench.
 use std::time::{Duration, Instant};
+use strata_bench::engine_hosted::HostedProducers;
 use strata_bench::engine_load::{
-    BATCHES, PER_BATCH, Producers, batches, engine, partition_config, produce_engine,
+    BATCHES, PER_BATCH, Producers, batches, engine, log_pair, partition_config, produce_engine,
     produce_engine_many, produce_log,
 };
 use strata_log::Partition;
 
 fn usage() -> (Duration, u64) {
-    strata_bench::process_usage()
+    strata_bench::settled_usage()
 }
 
 fn main() {
@@ -52,6 +54,26 @@ fn main() {
                             produce_log(&mut p, b);
                         });
                     }
+                }
+                "log2" => {
+                    // Two bare logs on two threads: how far the machine itself scales.
+                    let [mut a, mut b] = log_pair(dir.path());
+                    std::thread::scope(|s| {
+                        let logs = Producers::logs(s, [&mut a, &mut b]);
+                        for _ in 0..iters {
+                            let mut inputs = Some([template.clone(), template.clone()]);
+                            run(&mut || logs.round(inputs.take().unwrap()));
+                        }
+                    });
+                }
+                c if c.starts_with('h') => {
+                    let shards = if c == "h2" { 2 } else { 1 };
+                    let hosted = HostedProducers::open(dir.path(), shards);
+                    for _ in 0..iters {
+                        let mut inputs = Some([template.clone(), template.clone()]);
+                        run(&mut || hosted.round(inputs.take().unwrap()));
+                    }
+                    hosted.shutdown();
                 }
                 c => {
                     let shards = if c.starts_with("e2") { 2 } else { 1 };

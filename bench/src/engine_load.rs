@@ -6,6 +6,7 @@ use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::thread::Scope;
+use strata_log::engine::ShardRunner;
 use strata_log::format::{BatchBuilder, BuilderOptions};
 use strata_log::{
     Durability, Engine, EngineConfig, IoBackend, Partition, PartitionConfig, TopicConfig,
@@ -70,8 +71,14 @@ pub fn partition_config() -> PartitionConfig {
 
 /// An engine in `dir` with `shards` shards and the two-partition topic `bench`.
 pub fn engine(dir: &std::path::Path, shards: usize) -> Engine {
+    engine_with(dir, shards, None)
+}
+
+/// [`engine`], with `runner` (if any) driving each shard's loop.
+pub fn engine_with(dir: &std::path::Path, shards: usize, runner: Option<ShardRunner>) -> Engine {
     let mut c = EngineConfig::new(dir);
     c.shards = shards;
+    c.runner = runner;
     c.partition_defaults = partition_config();
     let e = Engine::open(c).unwrap();
     let topic = TopicConfig {
@@ -83,6 +90,11 @@ pub fn engine(dir: &std::path::Path, shards: usize) -> Engine {
     };
     e.create_topic("bench", topic).unwrap();
     e
+}
+
+/// Two bare logs under `dir`, for [`Producers::logs`].
+pub fn log_pair(dir: &std::path::Path) -> [Partition; 2] {
+    ["a", "b"].map(|name| Partition::open(dir.join(name), partition_config()).unwrap())
 }
 
 /// Produces `batches` to one partition with `WINDOW` requests in flight.
@@ -141,34 +153,72 @@ pub fn produce_log(p: &mut Partition, batches: Vec<BytesMut>) {
     p.flush().unwrap();
 }
 
-/// Long-lived producer threads, one per partition of the `bench` topic, each fed one
-/// iteration's batches at a time (so thread start-up stays out of the measurement).
+/// Long-lived producer threads, one per partition, each fed one iteration's batches at a
+/// time (so thread start-up stays out of the measurement).
 pub struct Producers {
     work: Vec<mpsc::Sender<Vec<BytesMut>>>,
     done: mpsc::Receiver<()>,
 }
 
 impl Producers {
-    /// Starts a thread in `scope` for each of the two partitions; `per_request` 0 sends
-    /// one batch per `produce`, more sends that many per `produce_many`.
+    /// Starts a thread in `scope` for each of the `bench` topic's two partitions;
+    /// `per_request` 0 sends one batch per `produce`, more sends that many per
+    /// `produce_many`.
     pub fn spawn<'scope>(
         scope: &'scope Scope<'scope, '_>,
         e: &'scope Engine,
         per_request: usize,
     ) -> Self {
+        let each = |partition: u32| {
+            move |batches: Vec<BytesMut>| {
+                if per_request == 0 {
+                    produce_engine(e, partition, batches);
+                } else {
+                    produce_engine_many(e, partition, batches, per_request);
+                }
+            }
+        };
+        Self::spawn_with(scope, [each(0), each(1)], false)
+    }
+
+    /// Starts a thread in `scope` for each of two bare logs, pinned to cores 0 and 1 as
+    /// the engine's shards are, each appending on its own thread: how far the machine
+    /// itself scales two independent writers of the same bytes.
+    pub fn logs<'scope>(
+        scope: &'scope Scope<'scope, '_>,
+        logs: [&'scope mut Partition; 2],
+    ) -> Self {
+        Self::spawn_with(
+            scope,
+            logs.map(|p| move |batches| produce_log(p, batches)),
+            true,
+        )
+    }
+
+    /// Starts one thread per producer in `scope` (thread `i` pinned to core `i` if `pin`);
+    /// round input `i` goes to producer `i`.
+    pub fn spawn_with<'scope, F>(
+        scope: &'scope Scope<'scope, '_>,
+        producers: [F; 2],
+        pin: bool,
+    ) -> Self
+    where
+        F: FnMut(Vec<BytesMut>) + Send + 'scope,
+    {
         let (done_tx, done) = mpsc::channel::<()>();
         let mut work = Vec::new();
-        for partition in 0..2u32 {
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        for (i, mut produce) in producers.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel::<Vec<BytesMut>>();
             work.push(tx);
             let done_tx = done_tx.clone();
+            let core = pin.then(|| cores.get(i).copied()).flatten();
             scope.spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
                 for batches in rx {
-                    if per_request == 0 {
-                        produce_engine(e, partition, batches);
-                    } else {
-                        produce_engine_many(e, partition, batches, per_request);
-                    }
+                    produce(batches);
                     // The receiver outlives every round it waits for.
                     let _ = done_tx.send(());
                 }
@@ -177,8 +227,7 @@ impl Producers {
         Producers { work, done }
     }
 
-    /// Hands one set of batches to each partition's thread and waits until all are
-    /// durable.
+    /// Hands one set of batches to each thread and waits until all are durable.
     pub fn round(&self, inputs: [Vec<BytesMut>; 2]) {
         for (tx, batches) in self.work.iter().zip(inputs) {
             tx.send(batches).expect("producer thread alive");

@@ -11,6 +11,7 @@
 //! run, in a temporary directory under [`std::env::temp_dir`], so neither overwrites blocks
 //! that were already written and both pay the same unwritten-extent conversion.
 
+pub mod engine_hosted;
 pub mod engine_load;
 
 use bytes::BytesMut;
@@ -629,6 +630,50 @@ pub fn process_usage() -> (Duration, u64) {
     )
 }
 
+/// Waits, up to `limit`, until no other thread of this process is running; true if they
+/// all settled.
+///
+/// The kernel brings another thread's CPU time up to date only at a tick (4 ms here) or
+/// when that thread is switched out, so a reading taken while a shard runs on through a
+/// round shorter than a tick leaves out most of that round. Taking [`process_usage`]
+/// after this makes every thread's share current.
+pub fn settle_threads(limit: Duration) -> bool {
+    let me = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_owned()));
+    let deadline = Instant::now() + limit;
+    loop {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return false;
+        };
+        let running = tasks.flatten().any(|task| {
+            if Some(task.file_name()) == me {
+                return false;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // The state is the first field after the parenthesised command name.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
+            state == Some("R")
+        });
+        if !running {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// [`process_usage`] once the other threads have settled (see [`settle_threads`]; waits
+/// at most 100 ms).
+pub fn settled_usage() -> (Duration, u64) {
+    settle_threads(Duration::from_millis(100));
+    process_usage()
+}
+
 /// Median of `values` (sorts them); NaN when empty.
 pub fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {
@@ -724,6 +769,62 @@ mod tests {
             "{cpu0:?} -> {cpu1:?}"
         );
         assert!(switches1 > switches0, "{switches0} -> {switches1}");
+    }
+
+    #[test]
+    fn settled_usage_includes_a_thread_that_was_running_when_asked() {
+        use std::sync::mpsc;
+        let spin = |d: Duration| {
+            let t = Instant::now();
+            let mut x = 0u64;
+            while t.elapsed() < d {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        };
+        let (go_tx, go_rx) = mpsc::channel();
+        let (spent_tx, spent_rx) = mpsc::channel();
+        let (exit_tx, exit_rx) = mpsc::channel::<()>();
+        let (cpu0, _) = process_usage();
+        let t = std::thread::spawn(move || {
+            spin(Duration::from_millis(3));
+            go_tx.send(()).unwrap();
+            // Still running when the reading is asked for: only settling waits this out.
+            spin(Duration::from_millis(5));
+            spent_tx.send(thread_cpu()).unwrap();
+            exit_rx.recv().unwrap();
+        });
+        go_rx.recv().unwrap();
+        let (cpu1, _) = settled_usage();
+        let spent: Duration = spent_rx.recv().unwrap();
+        exit_tx.send(()).unwrap();
+        t.join().unwrap();
+        assert!(
+            cpu1 - cpu0 >= spent,
+            "{cpu0:?} -> {cpu1:?}, the spinner spent {spent:?}"
+        );
+    }
+
+    #[test]
+    fn a_running_thread_never_settles() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let t = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        });
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(!settle_threads(Duration::from_millis(20)));
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+    }
+
+    /// CPU time of the calling thread, current to the moment of the call.
+    fn thread_cpu() -> Duration {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
     }
 
     #[test]
