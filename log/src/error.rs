@@ -191,6 +191,14 @@ pub enum Error {
     /// The engine is shutting down or a shard has stopped.
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// No shard has this index.
+    #[error("no shard {shard}: the engine has {shards}")]
+    UnknownShard {
+        /// Index asked for.
+        shard: usize,
+        /// Number of shards.
+        shards: usize,
+    },
     /// An append failed because an earlier write in the same group commit failed.
     #[error("append failed: {0}")]
     AppendFailed(String),

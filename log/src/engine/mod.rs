@@ -7,6 +7,8 @@
 
 mod catalog;
 pub mod group;
+#[cfg(feature = "tokio-host")]
+pub mod host;
 mod partitioner;
 mod shard;
 mod topic;

@@ -118,7 +118,9 @@ impl ErrorCode {
             }
             LogError::Overloaded { .. } => (ErrorCode::Throttled, 0),
             LogError::ShuttingDown => (ErrorCode::ShuttingDown, 0),
-            LogError::Locked { .. } | LogError::UringUnavailable(_) => (ErrorCode::Internal, 0),
+            LogError::Locked { .. }
+            | LogError::UringUnavailable(_)
+            | LogError::UnknownShard { .. } => (ErrorCode::Internal, 0),
         }
     }
 }

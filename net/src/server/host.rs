@@ -3,12 +3,10 @@
 
 use super::connection;
 use super::session::Shared;
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use strata_log::engine::{ShardCore, Waker};
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
+use std::time::Duration;
+use strata_log::engine::ShardCore;
+use strata_log::engine::host::drive;
 use tokio::task::JoinSet;
 
 /// Longest an endpoint waits for its connections to close during shutdown.
@@ -37,72 +35,6 @@ pub fn run_shard(shared: Arc<Shared>, core: ShardCore) {
         drive(core).await;
     });
     // Dropping the runtime cancels whatever connection tasks are left.
-}
-
-/// The shard's eventfd as something tokio's reactor can watch.
-struct WakerFd(Arc<Waker>);
-
-impl AsRawFd for WakerFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.fd().as_raw_fd()
-    }
-}
-
-/// Turns the shard whenever it has work, sleeping on its eventfd (and the earliest
-/// parked-fetch deadline) in between, so the runtime's other tasks run meanwhile.
-async fn drive(mut core: ShardCore) {
-    let waker = core.waker().clone();
-    // SAFETY: `WakerFd` owns an `Arc<Waker>`, and the waker owns the eventfd (`OwnedFd`)
-    // and never replaces it, so the fd stays open and the same for as long as the
-    // `AsyncFd` (which owns the `WakerFd`) lives. Exercised by every server test.
-    let registered =
-        unsafe { AsyncFd::register_with_interest(WakerFd(waker.clone()), Interest::READABLE) };
-    let fd = match registered {
-        Ok(fd) => Some(fd),
-        Err(e) => {
-            tracing::warn!(shard = core.index(), error = %e, "cannot watch the shard eventfd; polling every millisecond");
-            None
-        }
-    };
-    loop {
-        let turn = core.turn(Instant::now());
-        if turn.stopped {
-            return;
-        }
-        if turn.progressed {
-            tokio::task::yield_now().await;
-            continue;
-        }
-        waker.prepare_sleep();
-        if core.has_ready_work() {
-            waker.cancel_sleep();
-            continue;
-        }
-        let deadline = turn.next_deadline.map(tokio::time::Instant::from_std);
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        match &fd {
-            Some(fd) => {
-                tokio::select! {
-                    ready = fd.readable() => if let Ok(mut guard) = ready {
-                        guard.clear_ready();
-                    },
-                    _ = timer => {}
-                }
-            }
-            None => {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(1)) => {}
-                    _ = timer => {}
-                }
-            }
-        }
-        waker.woke();
-    }
 }
 
 async fn serve_endpoint(shared: Arc<Shared>, index: usize) {
