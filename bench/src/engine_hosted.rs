@@ -1,173 +1,60 @@
-//! Producers hosted on the shard threads, the thread-per-core way the QUIC server runs its
-//! connections: each shard's loop interleaves its turns with producing the batches handed
-//! to it for the partitions it owns, so no record and no wake-up crosses a thread.
+//! Producers hosted on the shard threads (`Engine::open_hosted`), the thread-per-core way
+//! the QUIC server runs its connections: each partition's producer is a task on the
+//! shard that owns the partition, so no record and no wake-up crosses a thread.
 //!
 //! This is the engine's in-process path without the cross-thread hand-off of
 //! [`Producers`](crate::engine_load::Producers): what it costs over the bare log is the
-//! engine's own work (routing, inbox, turn, reply), and with one partition per shard the
-//! shards share nothing, so the load spreads across cores.
+//! engine's own work (routing, inbox, turn, reply, task wake-up), and with one partition
+//! per shard the shards share nothing, so the load spreads across cores.
 
-use crate::engine_load::{WINDOW, engine_with};
+use crate::engine_load::{WINDOW, create_topic, engine_config};
 use bytes::BytesMut;
 use std::collections::VecDeque;
-use std::pin::Pin;
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::Instant;
-use strata_log::engine::{ShardCore, Waker};
+use std::sync::mpsc;
+use strata_log::engine::host::ShardTasks;
 use strata_log::{Appended, Engine, Pending};
-
-/// One partition's batches for one round, to be produced on the shard that owns it.
-struct Job {
-    engine: Engine,
-    partition: u32,
-    batches: std::vec::IntoIter<BytesMut>,
-    inflight: VecDeque<Pending<Appended>>,
-    done: Sender<()>,
-}
-
-impl Job {
-    /// Reaps answered batches (in order) and refills the window; true if anything moved.
-    fn step(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut moved = false;
-        while let Some(front) = self.inflight.front_mut() {
-            match Pin::new(front).poll(cx) {
-                Poll::Ready(result) => {
-                    result.expect("hosted produce failed");
-                    self.inflight.pop_front();
-                    moved = true;
-                }
-                Poll::Pending => break,
-            }
-        }
-        while self.inflight.len() < WINDOW {
-            let Some(batch) = self.batches.next() else {
-                break;
-            };
-            let pending = self
-                .engine
-                .produce("bench", self.partition, batch)
-                .expect("hosted produce refused");
-            self.inflight.push_back(pending);
-            moved = true;
-        }
-        moved
-    }
-
-    fn finished(&self) -> bool {
-        self.inflight.is_empty() && self.batches.len() == 0
-    }
-}
-
-/// Runs `core` on its shard thread, producing every job that arrives on `jobs`.
-fn host(mut core: ShardCore, jobs: Receiver<Job>) {
-    let waker = core.waker().clone();
-    // The shard answers on this same thread, so nothing needs waking: poll with a no-op.
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    let mut active: Vec<Job> = Vec::new();
-    let take = |active: &mut Vec<Job>| loop {
-        match jobs.try_recv() {
-            Ok(job) => active.push(job),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
-        }
-    };
-    loop {
-        take(&mut active);
-        let mut moved = false;
-        for job in &mut active {
-            moved |= job.step(&mut cx);
-        }
-        let turn = core.turn(Instant::now());
-        if turn.stopped {
-            return;
-        }
-        active.retain(|job| {
-            if job.finished() {
-                // The round's receiver outlives every job it waits for.
-                let _ = job.done.send(());
-                false
-            } else {
-                true
-            }
-        });
-        if moved || turn.progressed {
-            continue;
-        }
-        waker.prepare_sleep();
-        let before = active.len();
-        take(&mut active);
-        if active.len() != before || core.has_ready_work() {
-            waker.cancel_sleep();
-            continue;
-        }
-        let timeout = turn
-            .next_deadline
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        waker.sleep(timeout);
-    }
-}
 
 /// An engine whose shard threads host the `bench` topic's producers.
 pub struct HostedProducers {
     engine: Engine,
-    jobs: Vec<Sender<Job>>,
-    wakers: Vec<Arc<Waker>>,
+    tasks: ShardTasks,
 }
 
 impl HostedProducers {
-    /// Opens the bench engine in `dir` with `shards` shards, each hosting producers.
+    /// Opens the bench engine in `dir` with `shards` hosted shards.
     pub fn open(dir: &std::path::Path, shards: usize) -> Self {
-        let (job_txs, job_rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel()).unzip();
-        let receivers: Arc<Vec<Mutex<Option<Receiver<Job>>>>> =
-            Arc::new(job_rxs.into_iter().map(|r| Mutex::new(Some(r))).collect());
-        let (waker_tx, waker_rx) = mpsc::channel::<(usize, Arc<Waker>)>();
-        let waker_tx = Mutex::new(waker_tx);
-        let runner = Arc::new(move |core: ShardCore| {
-            let index = core.index();
-            let jobs = receivers[index]
-                .lock()
-                .unwrap()
-                .take()
-                .expect("one runner per shard");
-            let _ = waker_tx.lock().unwrap().send((index, core.waker().clone()));
-            host(core, jobs);
-        });
-        let engine = engine_with(dir, shards, Some(runner));
-        let mut wakers: Vec<Option<Arc<Waker>>> = vec![None; shards];
-        for _ in 0..shards {
-            let (index, waker) = waker_rx.recv().expect("every shard reports its waker");
-            wakers[index] = Some(waker);
-        }
-        HostedProducers {
-            engine,
-            jobs: job_txs,
-            wakers: wakers.into_iter().map(|w| w.unwrap()).collect(),
-        }
+        let (engine, tasks) = Engine::open_hosted(engine_config(dir, shards)).unwrap();
+        create_topic(&engine);
+        HostedProducers { engine, tasks }
     }
 
-    /// The engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
-    /// Hands each partition's batches to the shard that owns it and waits until all are
-    /// durable.
+    /// Hands each partition's batches to a task on the shard that owns it, which keeps
+    /// `WINDOW` batches in flight, and waits until all are durable.
     pub fn round(&self, inputs: [Vec<BytesMut>; 2]) {
         let topic = self.engine.topic("bench").expect("bench topic exists");
         let (done_tx, done_rx) = mpsc::channel();
         for (partition, batches) in inputs.into_iter().enumerate() {
             let partition = partition as u32;
             let shard = self.engine.shard_for(topic.id, partition);
-            let job = Job {
-                engine: self.engine.clone(),
-                partition,
-                batches: batches.into_iter(),
-                inflight: VecDeque::with_capacity(WINDOW),
-                done: done_tx.clone(),
+            let engine = self.engine.clone();
+            let done = done_tx.clone();
+            let task = async move {
+                let mut inflight: VecDeque<Pending<Appended>> = VecDeque::with_capacity(WINDOW);
+                for batch in batches {
+                    if inflight.len() == WINDOW {
+                        let oldest = inflight.pop_front().expect("window is full");
+                        oldest.await.expect("hosted produce failed");
+                    }
+                    let pending = engine.produce("bench", partition, batch);
+                    inflight.push_back(pending.expect("hosted produce refused"));
+                }
+                for pending in inflight {
+                    pending.await.expect("hosted produce failed");
+                }
+                // The round's receiver outlives every task it waits for.
+                let _ = done.send(());
             };
-            self.jobs[shard].send(job).expect("shard host alive");
-            self.wakers[shard].wake();
+            self.tasks.spawn_on(shard, task).expect("shard exists");
         }
         drop(done_tx);
         for _ in 0..2 {

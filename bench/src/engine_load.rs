@@ -6,7 +6,6 @@ use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::thread::Scope;
-use strata_log::engine::ShardRunner;
 use strata_log::format::{BatchBuilder, BuilderOptions};
 use strata_log::{
     Durability, Engine, EngineConfig, IoBackend, Partition, PartitionConfig, TopicConfig,
@@ -71,16 +70,21 @@ pub fn partition_config() -> PartitionConfig {
 
 /// An engine in `dir` with `shards` shards and the two-partition topic `bench`.
 pub fn engine(dir: &std::path::Path, shards: usize) -> Engine {
-    engine_with(dir, shards, None)
+    let e = Engine::open(engine_config(dir, shards)).unwrap();
+    create_topic(&e);
+    e
 }
 
-/// [`engine`], with `runner` (if any) driving each shard's loop.
-pub fn engine_with(dir: &std::path::Path, shards: usize, runner: Option<ShardRunner>) -> Engine {
+/// The engine configuration under test, rooted at `dir`.
+pub fn engine_config(dir: &std::path::Path, shards: usize) -> EngineConfig {
     let mut c = EngineConfig::new(dir);
     c.shards = shards;
-    c.runner = runner;
     c.partition_defaults = partition_config();
-    let e = Engine::open(c).unwrap();
+    c
+}
+
+/// Creates the two-partition topic `bench`.
+pub fn create_topic(e: &Engine) {
     let topic = TopicConfig {
         partitions: 2,
         segment_bytes: SEGMENT,
@@ -89,7 +93,6 @@ pub fn engine_with(dir: &std::path::Path, shards: usize, runner: Option<ShardRun
         ..TopicConfig::default()
     };
     e.create_topic("bench", topic).unwrap();
-    e
 }
 
 /// Two bare logs under `dir`, for [`Producers::logs`].
