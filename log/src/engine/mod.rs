@@ -12,6 +12,7 @@ pub mod host;
 mod partitioner;
 mod shard;
 mod topic;
+mod waiters;
 mod wake;
 
 pub use catalog::{CATALOG_FILE, Catalog, CatalogStore, TopicMeta};

@@ -7,13 +7,14 @@
 //! same core can later be driven from an async reactor instead of [`run`].
 
 use super::group::{AssignmentStrategy, Coordinator, GroupSummary, Membership, TopicPartition};
+use super::waiters::{Waiter, Waiters, fail_accepted_from};
 use super::wake::Waker;
 use crate::config::{Durability, PartitionConfig};
 use crate::error::{Error, Result};
 use crate::partition::{Appended, Fetch, Partition};
 use bytes::BytesMut;
 use crossbeam_queue::ArrayQueue;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -166,68 +167,11 @@ struct Tailer {
     reply: Reply<Fetch>,
 }
 
-/// A produce request waiting for its batches to become durable.
-enum Waiter {
-    /// One batch (`Engine::produce`).
-    One(Appended, Reply<Appended>),
-    /// Several batches of one request (`Engine::produce_many`), one result each.
-    Many(Vec<Result<Appended>>, Reply<Vec<Result<Appended>>>),
-}
-
-impl Waiter {
-    /// Answers with success for every batch still marked accepted.
-    fn succeed(self) {
-        match self {
-            Waiter::One(appended, reply) => {
-                let _ = reply.send(Ok(appended));
-            }
-            Waiter::Many(results, reply) => {
-                let _ = reply.send(Ok(results));
-            }
-        }
-    }
-
-    /// Answers a request whose batches at or past `next` (the partition's next offset
-    /// after a failed write) were dropped; batches before it are durable.
-    fn fail_from(self, next: u64, err: &Error) {
-        match self {
-            Waiter::One(_, reply) => {
-                let _ = reply.send(Err(Error::AppendFailed(err.to_string())));
-            }
-            Waiter::Many(mut results, reply) => {
-                fail_accepted_from(&mut results, next, err);
-                let _ = reply.send(Ok(results));
-            }
-        }
-    }
-
-    /// Answers the whole request with `err`.
-    fn fail(self, err: Error) {
-        match self {
-            Waiter::One(_, reply) => {
-                let _ = reply.send(Err(err));
-            }
-            Waiter::Many(_, reply) => {
-                let _ = reply.send(Err(err));
-            }
-        }
-    }
-}
-
-/// Marks the accepted batches in `results` whose last offset is at or past `next` failed.
-fn fail_accepted_from(results: &mut [Result<Appended>], next: u64, err: &Error) {
-    for r in results.iter_mut() {
-        if matches!(r, Ok(a) if a.last_offset >= next) {
-            *r = Err(Error::AppendFailed(err.to_string()));
-        }
-    }
-}
-
 /// One owned partition and the requests waiting on it.
 struct Slot {
     partition: Partition,
-    /// Appends waiting for durability, in offset order: (last offset, request).
-    waiters: VecDeque<(u64, Waiter)>,
+    /// Appends waiting for durability, in offset order.
+    waiters: Waiters,
     tailers: Vec<Tailer>,
     /// Whether the partition's completions signal the shard's eventfd.
     signals: bool,
@@ -258,29 +202,12 @@ impl Slot {
 
     /// Answers the appends that are now durable; returns whether any was.
     fn settle_waiters(&mut self) -> bool {
-        let hw = self.partition.high_watermark();
-        let mut any = false;
-        while let Some((last, _)) = self.waiters.front() {
-            if *last >= hw {
-                break;
-            }
-            let (_, waiter) = self.waiters.pop_front().expect("front exists");
-            waiter.succeed();
-            any = true;
-        }
-        any
+        self.waiters.settle(self.partition.high_watermark())
     }
 
     /// Fails the appends a failed write dropped (those at or past the next offset).
     fn fail_dropped(&mut self, err: &Error) {
-        let next = self.partition.next_offset();
-        while let Some((last, _)) = self.waiters.back() {
-            if *last < next {
-                break;
-            }
-            let (_, waiter) = self.waiters.pop_back().expect("back exists");
-            waiter.fail_from(next, err);
-        }
+        self.waiters.fail_from(self.partition.next_offset(), err);
     }
 
     /// Accepts one batch of a produce request without starting a write (the turn's poll
@@ -324,7 +251,7 @@ impl Slot {
                 if last >= self.partition.high_watermark()
                     && self.partition.config().durability != Durability::None =>
             {
-                self.waiters.push_back((last, Waiter::Many(results, reply)));
+                self.waiters.push(last, Waiter::Many(results, reply));
             }
             _ => {
                 let _ = reply.send(Ok(results));
@@ -511,7 +438,7 @@ impl ShardCore {
                         id,
                         Slot {
                             partition,
-                            waiters: VecDeque::new(),
+                            waiters: Waiters::default(),
                             tailers: Vec::new(),
                             signals,
                             observed,
@@ -526,7 +453,7 @@ impl ShardCore {
                     Some(mut slot) => {
                         let flushed = slot.partition.flush();
                         slot.settle_waiters();
-                        for (_, w) in slot.waiters.drain(..) {
+                        for w in slot.waiters.drain() {
                             w.fail(Error::UnknownTopic(format!("#{}", id.topic_id)));
                         }
                         for t in slot.tailers.drain(..) {
@@ -567,7 +494,7 @@ impl ShardCore {
                     }
                     Ok(appended) => slot
                         .waiters
-                        .push_back((appended.last_offset, Waiter::One(appended, reply))),
+                        .push(appended.last_offset, Waiter::One(appended, reply)),
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }
@@ -869,53 +796,5 @@ pub fn run(mut core: ShardCore) {
             .next_deadline
             .map(|d| d.saturating_duration_since(Instant::now()));
         core.waker.sleep(timeout);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn appended(base: u64, last: u64) -> Appended {
-        Appended {
-            base_offset: base,
-            last_offset: last,
-        }
-    }
-
-    #[test]
-    fn a_failed_write_fails_only_the_dropped_batches_of_a_many_request() {
-        let (tx, mut rx) = oneshot::channel();
-        let results = vec![
-            Ok(appended(0, 1)),
-            Ok(appended(2, 4)),
-            Ok(appended(5, 5)),
-            Err(Error::ShuttingDown),
-        ];
-        // The write that failed dropped everything from offset 2 on.
-        let err = Error::AppendFailed("disk gone".into());
-        Waiter::Many(results, tx).fail_from(2, &err);
-        let got = rx.try_recv().unwrap().unwrap();
-        assert_eq!(
-            got[0].as_ref().unwrap(),
-            &appended(0, 1),
-            "durable stays Ok"
-        );
-        assert!(matches!(got[1], Err(Error::AppendFailed(_))));
-        assert!(matches!(got[2], Err(Error::AppendFailed(_))));
-        assert!(
-            matches!(got[3], Err(Error::ShuttingDown)),
-            "earlier errors kept"
-        );
-
-        let (tx, mut rx) = oneshot::channel();
-        Waiter::One(appended(7, 9), tx).fail_from(7, &err);
-        assert!(matches!(
-            rx.try_recv().unwrap(),
-            Err(Error::AppendFailed(_))
-        ));
-        let (tx, mut rx) = oneshot::channel::<Result<Vec<Result<Appended>>>>();
-        Waiter::Many(Vec::new(), tx).fail(Error::ShuttingDown);
-        assert!(matches!(rx.try_recv().unwrap(), Err(Error::ShuttingDown)));
     }
 }
