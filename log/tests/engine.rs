@@ -303,6 +303,24 @@ fn a_tailing_fetch_returns_empty_at_its_deadline() {
 }
 
 #[test]
+fn an_endless_tailing_wait_is_capped_not_a_panic_and_still_wakes_on_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 1)).unwrap();
+    engine.create_topic("t", topic(1)).unwrap();
+    let tail = engine
+        .fetch("t", 0, 0, 1 << 20, Some(Duration::MAX))
+        .unwrap();
+    engine
+        .produce("t", 0, batch(&[b"late".to_vec()]))
+        .unwrap()
+        .wait()
+        .unwrap();
+    let fetch = tail.wait().unwrap();
+    assert_eq!(fetch.high_watermark, 1);
+    assert!(!fetch.bytes.is_empty());
+}
+
+#[test]
 fn unknown_partitions_and_bad_names_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(config(dir.path(), 1)).unwrap();

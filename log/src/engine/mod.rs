@@ -42,6 +42,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
+/// Longest a tailing fetch waits; longer waits are cut to this.
+pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(3600);
+
 /// Folder under the data directory that holds one folder per topic id.
 pub const TOPICS_DIR: &str = "topics";
 
@@ -635,8 +638,9 @@ impl Engine {
 
     /// Reads whole batches from `offset`, up to `max_bytes` (at least one batch).
     ///
-    /// With `wait`, a fetch at the high watermark waits up to that long for new data and
-    /// resolves as soon as it is durable (or empty at the deadline).
+    /// With `wait`, a fetch at the high watermark waits up to that long (at most
+    /// [`MAX_FETCH_WAIT`]) for new data and resolves as soon as it is durable (or empty at
+    /// the deadline).
     pub fn fetch(
         &self,
         topic: &str,
@@ -646,7 +650,7 @@ impl Engine {
         wait: Option<Duration>,
     ) -> Result<Pending<Fetch>> {
         let (id, shard) = self.partition_id(topic, partition)?;
-        let wait_until = wait.map(|w| Instant::now() + w);
+        let wait_until = wait.map(|w| Instant::now() + w.min(MAX_FETCH_WAIT));
         self.request(shard, |reply| Command::Fetch {
             id,
             offset,
