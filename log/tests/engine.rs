@@ -321,6 +321,66 @@ fn an_endless_tailing_wait_is_capped_not_a_panic_and_still_wakes_on_data() {
 }
 
 #[test]
+fn shards_apply_retention_by_themselves_every_check_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 2);
+    c.retention_check_interval = Some(Duration::from_millis(20));
+    let engine = Engine::open(c).unwrap();
+    let t = TopicConfig {
+        partitions: 2,
+        segment_bytes: 1 << 20,
+        retention_bytes: Some(1 << 20),
+        retention_ms: None,
+        ..TopicConfig::default()
+    };
+    engine.create_topic("r", t).unwrap();
+    // 4 MiB per partition in 64 KiB records: several sealed 1 MiB segments each.
+    let value = vec![7u8; 64 * 1024];
+    for p in 0..2 {
+        for _ in 0..64 {
+            engine
+                .produce("r", p, batch(std::slice::from_ref(&value)))
+                .unwrap()
+                .wait()
+                .unwrap();
+        }
+    }
+    // Nothing calls apply_retention: the shards' own check must move the log start.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for p in 0..2 {
+        let earliest = loop {
+            let earliest = engine
+                .offset_for("r", p, OffsetQuery::Earliest)
+                .unwrap()
+                .wait()
+                .unwrap()
+                .unwrap();
+            if earliest > 0 || std::time::Instant::now() > deadline {
+                break earliest;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(earliest > 0, "partition {p}: retention never ran");
+        // At least retention_bytes (16 records of 64 KiB) is kept, readable from there.
+        assert!(
+            earliest <= 64 - 16,
+            "partition {p}: kept too little ({earliest})"
+        );
+        let f = engine
+            .fetch("r", p, earliest, 1 << 20, None)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(!f.bytes.is_empty());
+    }
+
+    let other = tempfile::tempdir().unwrap();
+    let mut c = config(other.path(), 1);
+    c.retention_check_interval = Some(Duration::ZERO);
+    assert!(matches!(Engine::open(c), Err(Error::InvalidConfig(_))));
+}
+
+#[test]
 fn unknown_partitions_and_bad_names_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(config(dir.path(), 1)).unwrap();

@@ -42,6 +42,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
+/// Default of [`EngineConfig::retention_check_interval`]: five minutes, as Kafka's.
+pub const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+
 /// Longest a tailing fetch waits; longer waits are cut to this.
 pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(3600);
 
@@ -68,6 +71,9 @@ pub struct EngineConfig {
     /// Drives each shard's loop on its thread in place of [`shard::run`] (for example
     /// inside an async runtime that also serves the network).
     pub runner: Option<ShardRunner>,
+    /// How often each shard applies its partitions' retention (Kafka's
+    /// `log.retention.check.interval.ms`); `None` leaves it to [`Engine::apply_retention`].
+    pub retention_check_interval: Option<Duration>,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -81,6 +87,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("partition_defaults", &self.partition_defaults)
             .field("observer", &self.observer.is_some())
             .field("runner", &self.runner.is_some())
+            .field("retention_check_interval", &self.retention_check_interval)
             .finish()
     }
 }
@@ -97,6 +104,7 @@ impl EngineConfig {
             partition_defaults: PartitionConfig::default(),
             observer: None,
             runner: None,
+            retention_check_interval: Some(DEFAULT_RETENTION_CHECK_INTERVAL),
         }
     }
 }
@@ -285,6 +293,11 @@ impl Engine {
     /// opens (recovering) every partition.
     pub fn open(mut config: EngineConfig) -> Result<Self> {
         config.partition_defaults.validate()?;
+        if config.retention_check_interval == Some(Duration::ZERO) {
+            return Err(Error::InvalidConfig(
+                "retention_check_interval must be positive (None turns the check off)".into(),
+            ));
+        }
         if config.inbox_capacity == 0 {
             return Err(Error::InvalidConfig(
                 "inbox_capacity must be at least 1".into(),
@@ -312,6 +325,7 @@ impl Engine {
                 inbox.clone(),
                 config.max_parked_fetches,
                 observer,
+                config.retention_check_interval,
             );
             let pin = config
                 .pin_threads

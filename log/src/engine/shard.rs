@@ -323,6 +323,8 @@ pub struct ShardCore {
     observer: Option<Box<dyn DurableObserver>>,
     /// Group coordinators hosted here, with whether their log signals the eventfd.
     coordinators: HashMap<u32, (Coordinator, bool)>,
+    /// How often retention runs, and when next.
+    retention: Option<(Duration, Instant)>,
 }
 
 impl ShardCore {
@@ -332,6 +334,7 @@ impl ShardCore {
         inbox: Arc<ArrayQueue<Command>>,
         max_parked: usize,
         observer: Option<Box<dyn DurableObserver>>,
+        retention_interval: Option<Duration>,
     ) -> Self {
         ShardCore {
             index,
@@ -343,6 +346,7 @@ impl ShardCore {
             stopped: false,
             observer,
             coordinators: HashMap::new(),
+            retention: retention_interval.map(|every| (every, Instant::now() + every)),
         }
     }
 
@@ -415,10 +419,38 @@ impl ShardCore {
                 next_deadline = Some(next_deadline.map_or(d, |n: Instant| n.min(d)));
             }
         }
+        if let Some((every, due)) = self.retention {
+            let due = if now >= due {
+                self.enforce_retention(SystemTime::now());
+                now + every
+            } else {
+                due
+            };
+            self.retention = Some((every, due));
+            next_deadline = Some(next_deadline.map_or(due, |n: Instant| n.min(due)));
+        }
         Turn {
             progressed,
             next_deadline,
             stopped: false,
+        }
+    }
+
+    /// Applies every partition's retention as of `now`; failures are logged, and the
+    /// next check tries again.
+    fn enforce_retention(&mut self, now: SystemTime) {
+        for (id, slot) in self.slots.iter_mut() {
+            match slot.partition.apply_retention(now) {
+                Ok(r) if r.segments_deleted > 0 => tracing::info!(
+                    ?id,
+                    segments = r.segments_deleted,
+                    bytes = r.bytes_deleted,
+                    log_start_offset = r.log_start_offset,
+                    "retention deleted segments"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(?id, error = %e, "retention failed"),
+            }
         }
     }
 
