@@ -485,7 +485,20 @@ impl Partition {
     ///
     /// An event loop that accepts many batches in a row enqueues them all and polls once,
     /// so they coalesce into one vectored write instead of the first going out alone.
-    pub(crate) fn enqueue(&mut self, mut batch: BytesMut) -> Result<Appended> {
+    pub(crate) fn enqueue(&mut self, batch: BytesMut) -> Result<Appended> {
+        self.enqueue_if(batch, None)
+    }
+
+    /// [`enqueue`](Self::enqueue), only if the next offset is `expected` (when given);
+    /// otherwise fails with [`Error::Conflict`].
+    ///
+    /// An idempotent retry of a batch already appended is answered with its original
+    /// offsets before the check: the append it retries is the one that moved the offset.
+    pub(crate) fn enqueue_if(
+        &mut self,
+        mut batch: BytesMut,
+        expected: Option<u64>,
+    ) -> Result<Appended> {
         let header = BatchHeader::parse_checked(&batch)?;
         if batch.len() != header.length as usize {
             return Err(
@@ -501,6 +514,14 @@ impl Partition {
         }
         if let SeqCheck::Duplicate(original) = self.producers.check(&header)? {
             return Ok(original);
+        }
+        if let Some(expected) = expected
+            && expected != self.next_offset
+        {
+            return Err(Error::Conflict {
+                expected,
+                actual: self.next_offset,
+            });
         }
         let len = batch.len() as u64;
         let aged = self

@@ -260,6 +260,37 @@ fn conditional_append_conflicts_carry_the_actual_offset() {
 }
 
 #[test]
+fn a_retried_conditional_append_gets_its_original_offsets_not_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 1)).unwrap();
+    engine.create_topic("stream", topic(1)).unwrap();
+    let pid = engine.init_producer().unwrap();
+    let append = |seq: i32, expected: u64| {
+        engine
+            .produce_if(
+                "stream",
+                0,
+                idempotent_batch(pid, 0, seq, &[b"e0", b"e1"]),
+                expected,
+            )
+            .unwrap()
+            .wait()
+    };
+    let first = append(0, 0).unwrap();
+    // The answer was lost and the client retries the same append with the same check.
+    assert_eq!(append(0, 0).unwrap(), first);
+    // A new append with the stale expectation is still a conflict.
+    assert!(matches!(
+        append(2, 0),
+        Err(Error::Conflict {
+            expected: 0,
+            actual: 2
+        })
+    ));
+    assert_eq!(read_all(&engine, "stream", 0).len(), 2, "written once");
+}
+
+#[test]
 fn a_tailing_fetch_wakes_when_data_becomes_durable() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(config(dir.path(), 2)).unwrap();

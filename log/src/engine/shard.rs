@@ -211,10 +211,11 @@ impl Slot {
     }
 
     /// Accepts one batch of a produce request without starting a write (the turn's poll
-    /// writes everything accepted in one job); returns its offsets.
-    fn accept(&mut self, batch: BytesMut) -> Result<Appended> {
+    /// writes everything accepted in one job); returns its offsets. With `expected`, only
+    /// if the partition's next offset is that (else [`Error::Conflict`]).
+    fn accept(&mut self, batch: BytesMut, expected: Option<u64>) -> Result<Appended> {
         self.partition
-            .enqueue(batch)
+            .enqueue_if(batch, expected)
             .inspect_err(|e| self.fail_dropped(e))
     }
 
@@ -232,7 +233,7 @@ impl Slot {
                 ))));
                 continue;
             }
-            match self.accept(batch) {
+            match self.accept(batch, None) {
                 Ok(appended) => results.push(Ok(appended)),
                 Err(e) => {
                     // A failed write may also have dropped this request's earlier batches.
@@ -513,14 +514,7 @@ impl ShardCore {
                     let _ = reply.send(Err(unknown(id)));
                     return;
                 };
-                if let Some(expected) = expected_offset {
-                    let actual = slot.partition.next_offset();
-                    if expected != actual {
-                        let _ = reply.send(Err(Error::Conflict { expected, actual }));
-                        return;
-                    }
-                }
-                match slot.accept(batch) {
+                match slot.accept(batch, expected_offset) {
                     Ok(appended) if slot.partition.config().durability == Durability::None => {
                         let _ = reply.send(Ok(appended));
                     }
