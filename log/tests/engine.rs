@@ -1283,3 +1283,120 @@ fn produce_many_without_durability_wait_and_with_idempotent_retries() {
     );
     assert_eq!(read_all(&engine, "idem", 0).len(), 3, "written once");
 }
+
+#[test]
+fn a_full_inbox_is_a_typed_overload_and_recovers_once_the_shard_drains_it() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 1);
+    c.inbox_capacity = 4;
+    // A runner that stops turning while `pause` is set, until told to resume.
+    let pause = Arc::new(AtomicBool::new(false));
+    let (paused_tx, paused_rx) = mpsc::channel::<()>();
+    let (resume_tx, resume_rx) = mpsc::channel::<()>();
+    let (paused_tx, resume_rx) = (Mutex::new(paused_tx), Mutex::new(resume_rx));
+    let flag = pause.clone();
+    c.runner = Some(Arc::new(move |mut core: strata_log::engine::ShardCore| {
+        loop {
+            if flag.swap(false, Ordering::SeqCst) {
+                paused_tx.lock().unwrap().send(()).unwrap();
+                resume_rx.lock().unwrap().recv().unwrap();
+            }
+            let turn = core.turn(std::time::Instant::now());
+            if turn.stopped {
+                return;
+            }
+            if !turn.progressed {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }));
+    let engine = Engine::open(c).unwrap();
+    engine.create_topic("t", topic(1)).unwrap();
+    pause.store(true, Ordering::SeqCst);
+    paused_rx.recv().unwrap();
+    let queued: Vec<_> = (0..4)
+        .map(|i| engine.produce("t", 0, batch(&[vec![i]])).unwrap())
+        .collect();
+    assert!(matches!(
+        engine.produce("t", 0, batch(&[vec![9]])),
+        Err(Error::Overloaded { shard: 0 })
+    ));
+    resume_tx.send(()).unwrap();
+    let offsets: Vec<u64> = queued
+        .into_iter()
+        .map(|p| p.wait().unwrap().base_offset)
+        .collect();
+    assert_eq!(
+        offsets,
+        vec![0, 1, 2, 3],
+        "the queued appends all landed, in order"
+    );
+    let after = engine.produce("t", 0, batch(&[vec![4]])).unwrap().wait();
+    assert_eq!(after.unwrap().base_offset, 4);
+    assert_eq!(
+        read_all(&engine, "t", 0).len(),
+        5,
+        "the refused append was not written"
+    );
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn too_many_parked_fetches_is_a_typed_overload() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 1);
+    c.max_parked_fetches = 1;
+    let engine = Engine::open(c).unwrap();
+    engine.create_topic("t", topic(1)).unwrap();
+    let wait = Some(Duration::from_secs(30));
+    let parked = engine.fetch("t", 0, 0, 1 << 20, wait).unwrap();
+    // The first fetch is parked once a turn has run: an unrelated request proves it.
+    engine
+        .offset_for("t", 0, OffsetQuery::Latest)
+        .unwrap()
+        .wait()
+        .unwrap();
+    let second = engine.fetch("t", 0, 0, 1 << 20, wait).unwrap().wait();
+    assert!(
+        matches!(second, Err(Error::Overloaded { shard: 0 })),
+        "{second:?}"
+    );
+    engine
+        .produce("t", 0, batch(&[b"x".to_vec()]))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(
+        !parked.wait().unwrap().bytes.is_empty(),
+        "the parked fetch still completes"
+    );
+}
+
+#[test]
+fn reopening_more_partitions_than_an_inbox_holds_waits_instead_of_overloading() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = || {
+        let mut c = config(dir.path(), 1);
+        c.inbox_capacity = 4;
+        c
+    };
+    let engine = Engine::open(small()).unwrap();
+    engine.create_topic("wide", topic(16)).unwrap();
+    for p in 0..16 {
+        engine
+            .produce("wide", p, batch(&[vec![p as u8]]))
+            .unwrap()
+            .wait()
+            .unwrap();
+    }
+    engine.shutdown().unwrap();
+    drop(engine);
+    let engine = Engine::open(small()).unwrap();
+    for p in 0..16 {
+        assert_eq!(read_all(&engine, "wide", p), vec![(0, vec![p as u8])]);
+    }
+    engine.shutdown().unwrap();
+}

@@ -358,7 +358,19 @@ impl Engine {
                 stopped: AtomicBool::new(false),
             }),
         };
-        let mut opens = Vec::new();
+        // At most one inbox's worth of opens in flight, so that no inbox overflows however
+        // many partitions the catalog holds (nothing else can reach the shards yet).
+        let window = engine.inner.config.inbox_capacity;
+        let mut opens: std::collections::VecDeque<Pending<()>> = Default::default();
+        let mut start = |open: &dyn Fn() -> Result<Pending<()>>| -> Result<()> {
+            if opens.len() >= window
+                && let Some(oldest) = opens.pop_front()
+            {
+                oldest.wait()?;
+            }
+            opens.push_back(open()?);
+            Ok(())
+        };
         for k in 0..catalog.coordinators {
             let dir = engine
                 .inner
@@ -366,19 +378,21 @@ impl Engine {
                 .data_dir
                 .join(group::GROUPS_DIR)
                 .join(k.to_string());
-            let defaults = engine.inner.config.partition_defaults.clone();
-            opens.push(engine.request(k as usize % engine.shard_count(), |reply| {
-                Command::OpenCoordinator {
-                    index: k,
-                    dir,
-                    defaults,
-                    reply,
-                }
-            })?);
+            let defaults = &engine.inner.config.partition_defaults;
+            start(&|| {
+                engine.request(k as usize % engine.shard_count(), |reply| {
+                    Command::OpenCoordinator {
+                        index: k,
+                        dir: dir.clone(),
+                        defaults: defaults.clone(),
+                        reply,
+                    }
+                })
+            })?;
         }
         for topic in catalog.topics.values() {
             for p in 0..topic.config.partitions {
-                opens.push(engine.open_partition(topic, p)?);
+                start(&|| engine.open_partition(topic, p))?;
             }
         }
         for pending in opens {
