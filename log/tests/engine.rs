@@ -1400,3 +1400,31 @@ fn reopening_more_partitions_than_an_inbox_holds_waits_instead_of_overloading() 
     }
     engine.shutdown().unwrap();
 }
+
+#[test]
+fn pinned_shards_run_on_their_own_core() {
+    use std::sync::Mutex;
+    let cores = core_affinity::get_core_ids().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 2);
+    c.pin_threads = true;
+    let seen: Arc<Mutex<Vec<(usize, Vec<usize>)>>> = Arc::default();
+    let log = seen.clone();
+    c.runner = Some(Arc::new(move |core: strata_log::engine::ShardCore| {
+        // The runner starts after pinning: the thread may run on one core only.
+        let allowed = core_affinity::get_core_ids().unwrap_or_default();
+        log.lock()
+            .unwrap()
+            .push((core.index(), allowed.iter().map(|c| c.id).collect()));
+        strata_log::engine::run_shard(core);
+    }));
+    let engine = Engine::open(c).unwrap();
+    engine.create_topic("t", topic(2)).unwrap();
+    engine.shutdown().unwrap();
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    let expected: Vec<(usize, Vec<usize>)> = (0..2)
+        .map(|i| (i, vec![cores[i % cores.len()].id]))
+        .collect();
+    assert_eq!(seen, expected);
+}

@@ -335,8 +335,14 @@ impl Engine {
             let thread = std::thread::Builder::new()
                 .name(format!("strata-shard-{index}"))
                 .spawn(move || {
-                    if let Some(core_id) = pin {
-                        core_affinity::set_for_current(core_id);
+                    if let Some(core_id) = pin
+                        && !core_affinity::set_for_current(core_id)
+                    {
+                        tracing::warn!(
+                            shard = index,
+                            core = core_id.id,
+                            "could not pin the shard thread to its core; it runs unpinned"
+                        );
                     }
                     match runner {
                         Some(runner) => runner(core),
