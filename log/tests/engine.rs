@@ -1408,7 +1408,8 @@ fn pinned_shards_run_on_their_own_core() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path(), 2);
     c.pin_threads = true;
-    let seen: Arc<Mutex<Vec<(usize, Vec<usize>)>>> = Arc::default();
+    type Seen = Vec<(usize, Vec<usize>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let log = seen.clone();
     c.runner = Some(Arc::new(move |core: strata_log::engine::ShardCore| {
         // The runner starts after pinning: the thread may run on one core only.
@@ -1423,7 +1424,7 @@ fn pinned_shards_run_on_their_own_core() {
     engine.shutdown().unwrap();
     let mut seen = seen.lock().unwrap().clone();
     seen.sort();
-    let expected: Vec<(usize, Vec<usize>)> = (0..2)
+    let expected: Seen = (0..2)
         .map(|i| (i, vec![cores[i % cores.len()].id]))
         .collect();
     assert_eq!(seen, expected);
