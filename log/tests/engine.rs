@@ -1429,3 +1429,39 @@ fn pinned_shards_run_on_their_own_core() {
         .collect();
     assert_eq!(seen, expected);
 }
+
+#[test]
+fn a_sticky_group_keeps_survivors_partitions_through_joins_and_leaves() {
+    use std::collections::BTreeSet;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), 2)).unwrap();
+    engine.create_topic("orders", topic(6)).unwrap();
+    let timeout = Duration::from_secs(30);
+    let sticky = AssignmentStrategy::Sticky;
+    let owned = |member: &str| -> BTreeSet<u32> {
+        let m = engine.heartbeat("g", member).unwrap().wait().unwrap();
+        m.assignment.iter().map(|t| t.partition).collect()
+    };
+    let a = join(&engine, "g", "orders", sticky, timeout).member_id;
+    let b = join(&engine, "g", "orders", sticky, timeout).member_id;
+    let (a1, b1) = (owned(&a), owned(&b));
+    assert_eq!((a1.len(), b1.len()), (3, 3));
+    // A joiner takes only what balance needs; the others keep the rest of theirs.
+    let c = join(&engine, "g", "orders", sticky, timeout).member_id;
+    let (a2, b2, c2) = (owned(&a), owned(&b), owned(&c));
+    assert_eq!((a2.len(), b2.len(), c2.len()), (2, 2, 2));
+    assert!(
+        a2.is_subset(&a1) && b2.is_subset(&b1),
+        "{a1:?}->{a2:?} {b1:?}->{b2:?}"
+    );
+    // A leaver's partitions go to the survivors, who lose none of theirs.
+    engine.leave_group("g", &b).unwrap().wait().unwrap();
+    let (a3, c3) = (owned(&a), owned(&c));
+    assert!(
+        a3.is_superset(&a2) && c3.is_superset(&c2),
+        "{a2:?}->{a3:?} {c2:?}->{c3:?}"
+    );
+    assert_eq!(a3.union(&c3).count(), 6);
+    assert!(a3.is_disjoint(&c3));
+    engine.shutdown().unwrap();
+}
