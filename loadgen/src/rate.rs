@@ -18,7 +18,7 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use std::fmt;
 use std::str::FromStr;
-use xxhash_rust::xxh3::xxh3_64;
+use strata_log::engine::partition_for_key;
 
 /// A specification that cannot be parsed or used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -293,13 +293,6 @@ impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Key({})", String::from_utf8_lossy(self.as_bytes()))
     }
-}
-
-/// The partition of `key` among `partitions`: XXH3-64 (seed 0) of the key modulo the
-/// count — the same function as `strata_log::engine::partition_for_key`, so a producer
-/// knows each record's partition (and so its sequence number) before sending it.
-pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
-    (xxh3_64(key) % u64::from(partitions.max(1))) as u32
 }
 
 /// Where the next record goes.
@@ -579,19 +572,6 @@ mod tests {
         assert_eq!(Key::new(1234).as_bytes(), b"key-1234");
         assert_eq!(Key::new(u64::MAX).as_bytes(), b"key-18446744073709551615");
         assert_eq!(format!("{:?}", Key::new(7)), "Key(key-7)");
-    }
-
-    #[test]
-    fn partitions_match_the_engine() {
-        for i in 0..1000u64 {
-            let k = Key::new(i);
-            for p in [1, 3, 8, 64] {
-                assert_eq!(
-                    partition_for_key(k.as_bytes(), p),
-                    strata_log::engine::partition_for_key(k.as_bytes(), p)
-                );
-            }
-        }
     }
 
     #[test]
