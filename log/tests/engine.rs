@@ -474,6 +474,16 @@ fn partitioning_by_key_is_stable_and_round_robin_cycles() {
         vec![0, 1, 2, 3, 4],
         "round-robin visits every partition: {rr:?}"
     );
+    // Each topic has its own turn: alternating between two topics of two partitions
+    // still visits both partitions of each.
+    engine.create_topic("a", topic(2)).unwrap();
+    engine.create_topic("b", topic(2)).unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        a.push(engine.partition_for("a", Partitioning::RoundRobin).unwrap());
+        b.push(engine.partition_for("b", Partitioning::RoundRobin).unwrap());
+    }
+    assert_eq!((a, b), (vec![0, 1, 0, 1], vec![0, 1, 0, 1]));
 }
 
 #[test]

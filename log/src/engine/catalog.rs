@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// File holding the catalog inside the engine's data directory.
 pub const CATALOG_FILE: &str = "catalog.json";
@@ -22,7 +23,36 @@ pub struct TopicMeta {
     pub name: String,
     /// Topic settings.
     pub config: TopicConfig,
+    /// The topic's own round-robin position for keyless records (not stored).
+    #[serde(skip)]
+    pub(crate) round_robin: RoundRobin,
 }
+
+/// A counter for round-robin partitioning: not part of a topic's identity or its record,
+/// so it compares equal to any other, and a copy starts where the original stood.
+#[derive(Debug, Default)]
+pub(crate) struct RoundRobin(AtomicU32);
+
+impl RoundRobin {
+    /// The next position.
+    pub(crate) fn next(&self) -> u32 {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+impl Clone for RoundRobin {
+    fn clone(&self) -> Self {
+        RoundRobin(AtomicU32::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+impl PartialEq for RoundRobin {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for RoundRobin {}
 
 /// Every topic, by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +159,7 @@ mod tests {
                 id: 1,
                 name: "orders".into(),
                 config: TopicConfig::default(),
+                round_robin: Default::default(),
             }),
         );
         c.next_topic_id = 2;

@@ -35,7 +35,7 @@ use shard::Command;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -270,7 +270,6 @@ struct Inner {
     control: Mutex<CatalogStore>,
     shards: Vec<ShardHandle>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    round_robin: AtomicU32,
     /// Set once shutdown starts; requests are refused from then on.
     stopped: AtomicBool,
 }
@@ -360,7 +359,6 @@ impl Engine {
                 control: Mutex::new(store),
                 shards,
                 threads: Mutex::new(threads),
-                round_robin: AtomicU32::new(0),
                 stopped: AtomicBool::new(false),
             }),
         };
@@ -468,6 +466,7 @@ impl Engine {
             id: catalog.next_topic_id,
             name: name.to_owned(),
             config,
+            round_robin: Default::default(),
         });
         catalog.next_topic_id += 1;
         // Partitions first: a crash before the catalog commit leaves orphan folders,
@@ -596,7 +595,8 @@ impl Engine {
 
     /// Picks the partition a record goes to.
     pub fn partition_for(&self, topic: &str, how: Partitioning<'_>) -> Result<u32> {
-        let n = self.topic(topic)?.config.partitions;
+        let meta = self.topic(topic)?;
+        let n = meta.config.partitions;
         match how {
             Partitioning::Explicit(p) if p < n => Ok(p),
             Partitioning::Explicit(p) => Err(Error::UnknownPartition {
@@ -604,9 +604,7 @@ impl Engine {
                 partition: p,
             }),
             Partitioning::Key(key) => Ok(partition_for_key(key, n)),
-            Partitioning::RoundRobin => {
-                Ok(self.inner.round_robin.fetch_add(1, Ordering::Relaxed) % n)
-            }
+            Partitioning::RoundRobin => Ok(meta.round_robin.next() % n),
         }
     }
 
