@@ -671,6 +671,7 @@ fn the_shard_observer_sees_every_durable_batch_in_order_on_its_own_thread() {
     let engine = Engine::open(cfg).unwrap();
     engine.create_topic("cep", topic(2)).unwrap();
     let mut acked = Vec::new();
+    let mut seen = Vec::new();
     for i in 0..20u8 {
         let p = u32::from(i % 2);
         let a = engine
@@ -679,10 +680,16 @@ fn the_shard_observer_sees_every_durable_batch_in_order_on_its_own_thread() {
             .wait()
             .unwrap();
         acked.push((p, a.base_offset, vec![vec![i], vec![i + 100]]));
+        // The observer saw the batch before its append was answered.
+        seen.extend(rx.try_iter());
+        assert!(
+            seen.iter().any(|s| (s.1, s.2) == (p, a.base_offset)),
+            "batch {i} acknowledged before it was observed"
+        );
     }
     engine.shutdown().unwrap();
     drop(engine);
-    let seen: Vec<_> = rx.try_iter().collect();
+    seen.extend(rx.try_iter());
     assert!(
         seen.iter()
             .all(|(thread, ..)| thread.starts_with("strata-shard-"))
