@@ -126,6 +126,31 @@ impl Engine {
     /// returns the handles for spawning work onto the shards.
     ///
     /// `config.runner` must be unset: this installs its own.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use strata_log::format::{BatchBuilder, BuilderOptions};
+    /// use strata_log::{Engine, EngineConfig, TopicConfig};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (engine, tasks) = Engine::open_hosted(EngineConfig::new(dir.path()))?;
+    /// let config = TopicConfig { segment_bytes: 1 << 20, ..TopicConfig::default() };
+    /// let topic = engine.create_topic("orders", config)?;
+    /// // Produce from the shard that owns partition 0: no thread hand-off.
+    /// let shard = engine.shard_for(topic.id, 0);
+    /// let e = engine.clone();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// tasks.spawn_on(shard, async move {
+    ///     let mut b = BatchBuilder::new(BuilderOptions::default());
+    ///     b.push(0, None, Some(b"order #1"), &[]).unwrap();
+    ///     let appended = e.produce("orders", 0, b.finish().unwrap()).unwrap().await;
+    ///     let _ = tx.send(appended);
+    /// })?;
+    /// assert_eq!(rx.recv()??.base_offset, 0);
+    /// engine.shutdown()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open_hosted(mut config: EngineConfig) -> Result<(Engine, ShardTasks)> {
         if config.runner.is_some() {
             return Err(Error::InvalidConfig(
