@@ -399,8 +399,13 @@ mod tests {
     use crate::io::IoBackend;
 
     fn commit(c: &mut Coordinator, group: &str, tp: &TopicPartition, offset: u64) {
+        commit_all(c, group, vec![(tp.clone(), offset)]);
+    }
+
+    /// Commits `offsets` and drives the coordinator until the commit is answered.
+    fn commit_all(c: &mut Coordinator, group: &str, offsets: Vec<(TopicPartition, u64)>) {
         let (tx, mut rx) = oneshot::channel();
-        c.commit(group, None, vec![(tp.clone(), offset)], tx);
+        c.commit(group, None, offsets, tx);
         loop {
             c.tick(Instant::now());
             match rx.try_recv() {
@@ -443,6 +448,46 @@ mod tests {
             vec![Some(99), Some(10), Some(1234), None]
         );
         assert_eq!(c.committed("other", &[tp(0)]), vec![None]);
+    }
+
+    #[test]
+    fn a_log_past_the_checkpoint_size_is_checkpointed_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let defaults = PartitionConfig {
+            io_backend: IoBackend::Fallback,
+            ..PartitionConfig::default()
+        };
+        let topic = "t".repeat(200);
+        let tps: Vec<TopicPartition> = (0..2000)
+            .map(|p| TopicPartition {
+                topic: topic.clone(),
+                partition: p,
+            })
+            .collect();
+        let last = {
+            let mut c = Coordinator::open(dir.path(), &defaults).unwrap();
+            let mut round = 0u64;
+            // Large commits (2000 offsets each) until a tick finds the log past the size.
+            while !dir.path().join(OFFSETS_SNAPSHOT).exists() {
+                assert!(round < 200, "no checkpoint after {round} commits");
+                round += 1;
+                commit_all(
+                    &mut c,
+                    "g",
+                    tps.iter().map(|tp| (tp.clone(), round)).collect(),
+                );
+            }
+            assert!(
+                c.log.size_bytes() <= CHECKPOINT_BYTES,
+                "covered segments deleted"
+            );
+            assert!(c.log.log_start_offset() > 0);
+            assert!(round > 1, "one commit alone stays under the size");
+            c.close().unwrap();
+            round
+        };
+        let c = Coordinator::open(dir.path(), &defaults).unwrap();
+        assert_eq!(c.committed("g", &tps), vec![Some(last); tps.len()]);
     }
 
     #[test]
