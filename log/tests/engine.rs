@@ -211,6 +211,46 @@ fn orphan_folders_from_an_interrupted_create_are_removed_on_open() {
 }
 
 #[test]
+fn an_interrupted_delete_or_catalog_write_leaves_the_old_or_the_new_state() {
+    use strata_log::engine::CatalogStore;
+    let dir = tempfile::tempdir().unwrap();
+    let gone_dir = {
+        let engine = Engine::open(config(dir.path(), 1)).unwrap();
+        engine.create_topic("kept", topic(1)).unwrap();
+        let gone = engine.create_topic("gone", topic(2)).unwrap();
+        engine
+            .produce("kept", 0, batch(&[b"stays".to_vec()]))
+            .unwrap()
+            .wait()
+            .unwrap();
+        engine.shutdown().unwrap();
+        dir.path().join(TOPICS_DIR).join(gone.id.to_string())
+    };
+    assert!(gone_dir.exists());
+    // A delete that committed the catalog and crashed before removing the folders.
+    let store = CatalogStore::new(dir.path());
+    let mut catalog = store.load().unwrap();
+    catalog.topics.remove("gone");
+    store.commit(&catalog).unwrap();
+    // And a later catalog write torn before its rename.
+    std::fs::write(dir.path().join(format!("{CATALOG_FILE}.tmp")), b"{\"vers").unwrap();
+    let engine = Engine::open(config(dir.path(), 1)).unwrap();
+    assert!(
+        !gone_dir.exists(),
+        "the deleted topic's folders are removed at open"
+    );
+    let names: Vec<String> = engine.topics().iter().map(|t| t.name.clone()).collect();
+    assert_eq!(names, vec!["kept".to_string()]);
+    assert_eq!(read_all(&engine, "kept", 0), vec![(0, b"stays".to_vec())]);
+    // The next catalog write replaces the torn temporary file.
+    engine.create_topic("new", topic(1)).unwrap();
+    engine.shutdown().unwrap();
+    drop(engine);
+    let engine = Engine::open(config(dir.path(), 1)).unwrap();
+    assert_eq!(engine.topics().len(), 2);
+}
+
+#[test]
 fn a_damaged_catalog_fails_open_with_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(CATALOG_FILE), b"\x00garbage").unwrap();
