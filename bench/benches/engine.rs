@@ -106,11 +106,15 @@ fn bench_produce(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1));
     g.throughput(Throughput::Elements((BATCHES * PER_BATCH * 2) as u64));
     let msgs = (BATCHES * PER_BATCH * 2) as u64;
+    // Every sample (one `iter_custom` call) starts from a fresh directory, removed after
+    // it outside the timing: data stays bounded by one sample's iterations (~3 GB at
+    // most here), instead of the ~20 GB a whole case writes, so the page cache (or a
+    // tmpfs) holds it and writeback does not throttle the writers.
     let mut meter = CpuMeter::new("produce/log");
     g.bench_function(BenchmarkId::from_parameter("log"), |bch| {
-        let dir = tempfile::tempdir().unwrap();
-        let mut p = Partition::open(dir.path(), partition_config()).unwrap();
         bch.iter_custom(|iters| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut p = Partition::open(dir.path(), partition_config()).unwrap();
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 // The same two partitions' worth of records, on one thread.
@@ -126,18 +130,18 @@ fn bench_produce(c: &mut Criterion) {
     drop(meter);
     let mut meter = CpuMeter::new("produce/log-2-threads");
     g.bench_function(BenchmarkId::from_parameter("log-2-threads"), |bch| {
-        let dir = tempfile::tempdir().unwrap();
-        let [mut a, mut b] = log_pair(dir.path());
-        std::thread::scope(|s| {
-            let logs = Producers::logs(s, [&mut a, &mut b]);
-            bch.iter_custom(|iters| {
+        bch.iter_custom(|iters| {
+            let dir = tempfile::tempdir().unwrap();
+            let [mut a, mut b] = log_pair(dir.path());
+            std::thread::scope(|s| {
+                let logs = Producers::logs(s, [&mut a, &mut b]);
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let inputs = [template.clone(), template.clone()];
                     total += meter.measure(msgs, || logs.round(inputs));
                 }
                 total
-            });
+            })
         });
     });
     drop(meter);
@@ -148,17 +152,17 @@ fn bench_produce(c: &mut Criterion) {
         let mut meter = CpuMeter::new(name);
         let id = format!("engine-{shards}-shard-hosted");
         g.bench_function(BenchmarkId::from_parameter(id), |bch| {
-            let dir = tempfile::tempdir().unwrap();
-            let hosted = HostedProducers::open(dir.path(), shards);
             bch.iter_custom(|iters| {
+                let dir = tempfile::tempdir().unwrap();
+                let hosted = HostedProducers::open(dir.path(), shards);
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let inputs = [template.clone(), template.clone()];
                     total += meter.measure(msgs, || hosted.round(inputs));
                 }
+                hosted.shutdown();
                 total
             });
-            hosted.shutdown();
         });
     }
     for (shards, many, name) in [
@@ -170,11 +174,11 @@ fn bench_produce(c: &mut Criterion) {
         let mut meter = CpuMeter::new(name);
         let id = format!("engine-{shards}-shard{}", if many { "-many8" } else { "" });
         g.bench_function(BenchmarkId::from_parameter(id), |bch| {
-            let dir = tempfile::tempdir().unwrap();
-            let e = engine(dir.path(), shards);
-            std::thread::scope(|s| {
-                let producers = Producers::spawn(s, &e, if many { PER_REQUEST } else { 0 });
-                bch.iter_custom(|iters| {
+            bch.iter_custom(|iters| {
+                let dir = tempfile::tempdir().unwrap();
+                let e = engine(dir.path(), shards);
+                let total = std::thread::scope(|s| {
+                    let producers = Producers::spawn(s, &e, if many { PER_REQUEST } else { 0 });
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
                         let inputs = [template.clone(), template.clone()];
@@ -182,6 +186,8 @@ fn bench_produce(c: &mut Criterion) {
                     }
                     total
                 });
+                e.shutdown().unwrap();
+                total
             });
         });
     }

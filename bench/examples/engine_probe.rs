@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 use strata_bench::engine_hosted::HostedProducers;
 use strata_bench::engine_load::{
-    BATCHES, PER_BATCH, Producers, batches, engine, log_pair, partition_config, produce_engine,
+    BATCHES, PER_BATCH, Producers, batches_n, engine, log_pair, partition_config, produce_engine,
     produce_engine_many, produce_log,
 };
 use strata_log::Partition;
@@ -27,8 +27,14 @@ fn main() {
         .split(',')
         .map(String::from)
         .collect();
-    let template = batches();
-    let msgs = (BATCHES * PER_BATCH * 2 * iters) as f64;
+    // Batches per partition per round: longer rounds leave less to the barrier that
+    // ends each one (both partitions must finish before the next round starts).
+    let per_round: usize = std::env::var("BATCHES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(BATCHES);
+    let template = batches_n(per_round);
+    let msgs = (per_round * PER_BATCH * 2 * iters) as f64;
     let mut res: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); cases.len()];
     for _ in 0..rounds {
         for (ci, case) in cases.iter().enumerate() {
