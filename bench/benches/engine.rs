@@ -21,7 +21,9 @@
 //! copies of the batches, made outside the timed region.
 //!
 //! Fetch reads every record back (`Partition::read` vs `Engine::fetch`, whole batches,
-//! headers checked), each partition 8 times per iteration.
+//! headers checked), each partition 8 times per iteration: from reader threads
+//! (`engine-*-shard`, one per partition) or from tasks on the owning shards
+//! (`engine-*-shard-hosted`).
 //!
 //! Besides criterion's msgs/s, each produce case prints its msgs per CPU-second (process
 //! CPU time, all threads and io_uring workers included, read once the other threads have
@@ -35,11 +37,10 @@ use std::time::{Duration, Instant};
 use strata_bench::engine_hosted::HostedProducers;
 use strata_bench::engine_load::{
     BATCHES, PER_BATCH, PER_REQUEST, Producers, batches, durability, engine, io_backend, log_pair,
-    partition_config, produce_engine, produce_log,
+    partition_config, produce_engine, produce_log, record_count,
 };
 use strata_bench::settled_usage;
 use strata_log::Partition;
-use strata_log::format::BatchIter;
 
 /// Rounds of reading every partition in one fetch iteration.
 const FETCH_ROUNDS: u64 = 8;
@@ -86,12 +87,6 @@ impl Drop for CpuMeter {
             );
         }
     }
-}
-
-fn count(bytes: &[u8]) -> u64 {
-    BatchIter::new(bytes)
-        .map(|b| u64::from(b.unwrap().header().record_count))
-        .sum()
 }
 
 fn bench_produce(c: &mut Criterion) {
@@ -211,12 +206,24 @@ fn bench_fetch(c: &mut Criterion) {
             for _ in 0..FETCH_ROUNDS {
                 let mut offset = 0;
                 while offset < p.high_watermark() {
-                    offset += count(&p.read(offset, 1 << 20).unwrap().bytes);
+                    offset += record_count(&p.read(offset, 1 << 20).unwrap().bytes);
                 }
                 assert_eq!(offset, records);
             }
         })
     });
+    for shards in [1usize, 2] {
+        g.bench_function(
+            BenchmarkId::from_parameter(format!("engine-{shards}-shard-hosted")),
+            |bch| {
+                let dir = tempfile::tempdir().unwrap();
+                let hosted = HostedProducers::open(dir.path(), shards);
+                hosted.round([template.clone(), template.clone()]);
+                bch.iter(|| assert_eq!(hosted.read_rounds(FETCH_ROUNDS), records * FETCH_ROUNDS));
+                hosted.shutdown();
+            },
+        );
+    }
     for shards in [1usize, 2] {
         g.bench_function(
             BenchmarkId::from_parameter(format!("engine-{shards}-shard")),
@@ -239,7 +246,7 @@ fn bench_fetch(c: &mut Criterion) {
                                             .unwrap()
                                             .wait()
                                             .unwrap();
-                                        offset += count(&f.bytes);
+                                        offset += record_count(&f.bytes);
                                     }
                                     assert_eq!(offset, records / 2);
                                 }

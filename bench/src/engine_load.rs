@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::thread::Scope;
-use strata_log::format::{BatchBuilder, BuilderOptions};
+use strata_log::format::{BatchBuilder, BatchIter, BuilderOptions};
 use strata_log::{
     Durability, Engine, EngineConfig, IoBackend, Partition, PartitionConfig, TopicConfig,
 };
@@ -48,6 +48,13 @@ pub fn batches_n(n: usize) -> Vec<BytesMut> {
             b.finish().unwrap()
         })
         .collect()
+}
+
+/// Records in whole batches `bytes` (headers only; fetches return whole batches).
+pub fn record_count(bytes: &[u8]) -> u64 {
+    BatchIter::new(bytes)
+        .map(|b| u64::from(b.expect("valid batch").header().record_count))
+        .sum()
 }
 
 /// Durability under test: `STRATA_BENCH_DURABILITY=fsync` (default `written`).
