@@ -34,7 +34,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::time::{Duration, Instant};
-use strata_bench::engine_hosted::HostedProducers;
+use strata_bench::engine_hosted::HostedEngine;
 use strata_bench::engine_load::{
     BATCHES, PER_BATCH, PER_REQUEST, Producers, batches, durability, engine, io_backend, log_pair,
     partition_config, produce_engine, produce_log, record_count,
@@ -149,7 +149,7 @@ fn bench_produce(c: &mut Criterion) {
         g.bench_function(BenchmarkId::from_parameter(id), |bch| {
             bch.iter_custom(|iters| {
                 let dir = tempfile::tempdir().unwrap();
-                let hosted = HostedProducers::open(dir.path(), shards);
+                let hosted = HostedEngine::open(dir.path(), shards);
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let inputs = [template.clone(), template.clone()];
@@ -217,7 +217,7 @@ fn bench_fetch(c: &mut Criterion) {
             BenchmarkId::from_parameter(format!("engine-{shards}-shard-hosted")),
             |bch| {
                 let dir = tempfile::tempdir().unwrap();
-                let hosted = HostedProducers::open(dir.path(), shards);
+                let hosted = HostedEngine::open(dir.path(), shards);
                 hosted.round([template.clone(), template.clone()]);
                 bch.iter(|| assert_eq!(hosted.read_rounds(FETCH_ROUNDS), records * FETCH_ROUNDS));
                 hosted.shutdown();

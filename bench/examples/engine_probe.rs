@@ -2,7 +2,7 @@
 //! getrusage CPU time (read once the other threads have settled) and context switches.
 //! Not a criterion bench.
 use std::time::{Duration, Instant};
-use strata_bench::engine_hosted::HostedProducers;
+use strata_bench::engine_hosted::HostedEngine;
 use strata_bench::engine_load::{
     BATCHES, PER_BATCH, Producers, batches_n, engine, log_pair, partition_config, produce_engine,
     produce_engine_many, produce_log,
@@ -74,7 +74,7 @@ fn main() {
                 }
                 c if c.starts_with('h') => {
                     let shards = if c == "h2" { 2 } else { 1 };
-                    let hosted = HostedProducers::open(dir.path(), shards);
+                    let hosted = HostedEngine::open(dir.path(), shards);
                     for _ in 0..iters {
                         let mut inputs = Some([template.clone(), template.clone()]);
                         run(&mut || hosted.round(inputs.take().unwrap()));

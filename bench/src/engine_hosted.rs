@@ -16,18 +16,18 @@ use strata_log::engine::OffsetQuery;
 use strata_log::engine::host::ShardTasks;
 use strata_log::{Appended, Engine, Pending};
 
-/// An engine whose shard threads host the `bench` topic's producers.
-pub struct HostedProducers {
+/// An engine whose shard threads host the `bench` topic's producers and readers.
+pub struct HostedEngine {
     engine: Engine,
     tasks: ShardTasks,
 }
 
-impl HostedProducers {
+impl HostedEngine {
     /// Opens the bench engine in `dir` with `shards` hosted shards.
     pub fn open(dir: &std::path::Path, shards: usize) -> Self {
         let (engine, tasks) = Engine::open_hosted(engine_config(dir, shards)).unwrap();
         create_topic(&engine);
-        HostedProducers { engine, tasks }
+        HostedEngine { engine, tasks }
     }
 
     /// Hands each partition's batches to a task on the shard that owns it, which keeps
