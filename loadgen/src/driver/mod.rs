@@ -154,7 +154,7 @@ fn producer_config(args: &Args) -> ProducerConfig {
         acks,
         linger: args.linger(),
         batch_bytes: args.batch_bytes,
-        compression,
+        compression: Some(compression),
         max_inflight_bytes: budget,
         max_inflight_batches: args.partition_window,
         ..defaults

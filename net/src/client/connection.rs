@@ -849,11 +849,16 @@ impl Client {
 
     /// The partition count of a topic.
     pub async fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
+        Ok(self.topic_config(topic).await?.partitions)
+    }
+
+    /// A topic's configuration (partitions, durability, compression, ...).
+    pub async fn topic_config(&self, topic: &str) -> Result<TopicConfig, ClientError> {
         let meta = self.metadata(&[topic]).await?;
         meta.topics
-            .iter()
+            .into_iter()
             .find(|t| t.name == topic)
-            .map(|t| t.config.partitions)
+            .map(|t| t.config)
             .ok_or_else(|| ClientError::Server {
                 code: ErrorCode::UnknownTopic,
                 detail: 0,

@@ -65,8 +65,8 @@ pub struct ProducerConfig {
     pub linger: Duration,
     /// Send a batch once it holds this many (uncompressed) bytes.
     pub batch_bytes: usize,
-    /// Codec for the batches.
-    pub compression: Compression,
+    /// Codec for the batches; `None` (the default) uses the topic's configured one.
+    pub compression: Option<Compression>,
     /// Bytes of records buffered or in flight before `send` waits.
     pub max_inflight_bytes: usize,
     /// Stamp batches with a producer id and sequences so retries are never duplicated.
@@ -85,7 +85,7 @@ impl Default for ProducerConfig {
             acks: Acks::Written,
             linger: Duration::from_millis(2),
             batch_bytes: 256 * 1024,
-            compression: Compression::None,
+            compression: None,
             max_inflight_bytes: 32 << 20,
             idempotent: true,
             delivery_timeout: Duration::from_secs(30),
@@ -907,8 +907,8 @@ impl Producer {
         } else {
             None
         };
+        // The codec is settled per topic, from its configuration, on first use.
         let options = BuilderOptions {
-            compression: config.compression,
             max_batch_bytes: max_batch,
             ..BuilderOptions::default()
         };
@@ -947,25 +947,31 @@ impl Producer {
         &self.handle.shared.client
     }
 
-    /// The partition count of `topic` (from the server on first use, then cached).
+    /// The partition count of `topic` (from the server on first use, with the topic's
+    /// codec, then cached).
     pub async fn partitions(&self, topic: &str) -> Result<u32, ClientError> {
         let shared = &self.handle.shared;
         if let Some(tb) = shared.lock().topics.get(topic) {
             return Ok(tb.count());
         }
-        let count = shared.client.partition_count(topic).await?;
+        let config = shared.client.topic_config(topic).await?;
+        let count = config.partitions;
         if count == 0 {
             return Err(ClientError::InvalidInput(format!(
                 "topic {topic:?} has no partitions"
             )));
         }
+        let options = BuilderOptions {
+            compression: shared.config.compression.unwrap_or(config.compression),
+            ..shared.options
+        };
         let mut st = shared.lock();
         let name: Arc<str> = Arc::from(topic);
         let tb = st.topics.entry(name.clone()).or_insert_with(|| {
             TopicBuf::new(
                 name,
                 count,
-                shared.options,
+                options,
                 shared.config.batch_bytes,
                 &shared.sealed,
             )

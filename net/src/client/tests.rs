@@ -330,6 +330,61 @@ async fn stored_batches(client: &Client, topic: &str, partition: u32) -> Vec<u32
 }
 
 #[tokio::test]
+async fn producers_use_the_topic_codec_unless_told_otherwise() {
+    use strata_log::format::{BatchIter, Compression};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(server_config(dir.path())).unwrap();
+    let client = Client::connect(client_config(&server)).await.unwrap();
+    let lz4 = TopicConfig {
+        compression: Compression::Lz4,
+        ..topic(1)
+    };
+    client.create_topic("packed", lz4).await.unwrap();
+    client.create_topic("plain", topic(1)).await.unwrap();
+    let codecs = |topic: &'static str| {
+        let client = client.clone();
+        async move {
+            let fetched = client
+                .fetch(topic, 0, 0, 16 << 20, Duration::ZERO)
+                .await
+                .unwrap();
+            BatchIter::new(&fetched.batches)
+                .map(|b| b.unwrap().header().compression())
+                .collect::<Vec<_>>()
+        }
+    };
+    let by_default = Producer::new(client.clone(), ProducerConfig::default())
+        .await
+        .unwrap();
+    let forced = ProducerConfig {
+        compression: Some(Compression::None),
+        ..ProducerConfig::default()
+    };
+    let forced = Producer::new(client.clone(), forced).await.unwrap();
+    for (producer, topic) in [
+        (&by_default, "packed"),
+        (&by_default, "plain"),
+        (&forced, "packed"),
+    ] {
+        producer
+            .send(topic, None, &[b'x'; 512], &[])
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        producer.flush().await.unwrap();
+    }
+    assert_eq!(
+        codecs("packed").await,
+        vec![Compression::Lz4, Compression::None]
+    );
+    assert_eq!(codecs("plain").await, vec![Compression::None]);
+    by_default.close().await.unwrap();
+    forced.close().await.unwrap();
+    stop(server).await;
+}
+
+#[tokio::test]
 async fn a_full_window_grows_the_open_batch_instead_of_queueing_small_ones() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(server_config(dir.path())).unwrap();
