@@ -16,6 +16,8 @@ use std::time::Duration;
 pub const DEFAULT_TARGET_MSGS_PER_S: f64 = 1_000_000.0;
 /// The p99 latency target the verdict is judged against by default, ms.
 pub const DEFAULT_TARGET_P99_MS: f64 = 5.0;
+/// Default bound on sent-but-unconsumed messages in a closed loop with consumers.
+pub const DEFAULT_MAX_UNCONSUMED: u64 = 20_000;
 
 /// What the run exercises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -173,6 +175,10 @@ pub struct Args {
     /// Closed loop: unacknowledged batches allowed per producer.
     #[arg(long, default_value_t = 16)]
     pub max_in_flight: usize,
+    /// Closed loop with consumers: messages sent and not yet consumed, all producers
+    /// together, beyond which producers wait for the consumers (0: no bound).
+    #[arg(long, default_value_t = DEFAULT_MAX_UNCONSUMED)]
+    pub max_unconsumed: u64,
     /// Batches a producer keeps in flight per partition (1 to 5): while they are, the
     /// partition's next batch keeps growing (Kafka's max.in.flight.requests).
     #[arg(long, default_value_t = strata_log::producer::RECENT_BATCHES)]
@@ -306,6 +312,8 @@ pub struct ConfigEcho {
     pub rate: Option<f64>,
     /// Closed-loop in-flight batches per producer.
     pub max_in_flight: usize,
+    /// Closed loop with consumers: bound on unconsumed messages (0: none).
+    pub max_unconsumed: u64,
     /// Batches in flight per partition.
     pub partition_window: usize,
     /// Embedded server shards (0: one per core).
@@ -494,6 +502,7 @@ impl Args {
             .to_owned(),
             rate: self.open_rate(),
             max_in_flight: self.max_in_flight,
+            max_unconsumed: self.max_unconsumed,
             partition_window: self.partition_window,
             shards: self.shards,
             seed: self.seed,

@@ -114,10 +114,12 @@ pub async fn run(
             .await
             .map_err(|e| Error::client(format!("consumer {}: polling", plan.index), e))?;
         let now = plan.clock.now_ns();
+        let mut taken = 0;
         for b in &batches {
-            outcome.deliveries +=
-                process(&shared, b, now, plan.latency, &mut recorder, &mut scratch)?;
+            taken += process(&shared, b, now, plan.latency, &mut recorder, &mut scratch)?;
         }
+        outcome.deliveries += taken;
+        shared.pace.consumed(taken);
         recorder.advance(now);
     }
     let _ = consumer.close().await;

@@ -26,6 +26,7 @@
 pub mod consume;
 pub mod endpoint;
 pub mod error;
+pub mod pace;
 pub mod produce;
 pub mod progress;
 pub mod shared;
@@ -413,7 +414,14 @@ async fn measure(args: &Args, endpoint: &Endpoint) -> Result<Measured, Error> {
             .await
             .map_err(|e| Error::client(format!("creating topic {name}"), e))?;
     }
-    let shared = Arc::new(Shared::new(topics.clone(), args.partitions));
+    // Only a closed loop with consumers is paced by consumption.
+    let closed = matches!(args.load_mode(), crate::rate::LoadMode::Closed { .. });
+    let max_unconsumed = if closed && args.scenario.consumes() {
+        args.max_unconsumed
+    } else {
+        0
+    };
+    let shared = Arc::new(Shared::new(topics.clone(), args.partitions, max_unconsumed));
     let result = match args.scenario {
         Scenario::Consume => measure_consume(args, endpoint, &shared).await,
         _ => measure_live(args, endpoint, &shared).await,

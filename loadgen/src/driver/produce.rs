@@ -1,6 +1,6 @@
 //! One producer task: its own connection and [`Producer`], stamping every message with a
 //! verifiable payload, pacing by the schedule (open loop) or by the batches in flight
-//! (closed loop), and recording each acknowledgement.
+//! and the consumers' backlog (closed loop), and recording each acknowledgement.
 //!
 //! Acknowledgements are collected in the same task, in send order (a FIFO of delivery
 //! futures: they complete in order per partition), with no task or lock per message:
@@ -22,6 +22,10 @@ use strata_net::client::{ClientError, DeliveryFuture, Producer, RecordMetadata};
 
 /// How often acknowledged ranges are handed to the verifiers, ns.
 const ACK_FLUSH_NS: u64 = 2_000_000;
+
+/// Messages sent between reports to the run's pace (and checks of it): one shared
+/// counter update per this many, not per message.
+const PACE_REPORT: u64 = 64;
 
 /// What one producer task does.
 #[derive(Debug)]
@@ -230,6 +234,7 @@ pub async fn run(
     let mut sequences = vec![0u64; total as usize];
     let mut buf = vec![0u8; max_size];
     let mut i: u64 = 0;
+    let mut pace_unreported = 0u64;
     let result: Result<(), Error> = async {
         loop {
             if limit.is_some_and(|l| i >= l) {
@@ -289,6 +294,15 @@ pub async fn run(
                 .map_err(|e| Error::client(format!("producer {index}: sending"), e))?;
             i += 1;
             task.outcome.sent += 1;
+            pace_unreported += 1;
+            if pace_unreported == PACE_REPORT {
+                pace_unreported = 0;
+                shared.pace.sent(PACE_REPORT);
+                if shared.pace.is_bounded() {
+                    task.take_ready();
+                    shared.pace.wait_for_room().await;
+                }
+            }
             task.unreported.0 += 1;
             task.unreported.1 += size as u64;
             if track_acks {

@@ -2,6 +2,7 @@
 //! one verifier per partition (each behind its own lock, taken once per acknowledged
 //! range or fetched batch, never per message).
 
+use super::pace::Pace;
 use crate::verify::{PartitionVerifier, Summary};
 use std::sync::{Mutex, MutexGuard};
 
@@ -12,14 +13,18 @@ pub struct Shared {
     pub topics: Vec<String>,
     /// Partitions per topic.
     pub partitions: u32,
+    /// Closed-loop pacing of the producers by what the consumers took.
+    pub pace: Pace,
     verifiers: Vec<Mutex<PartitionVerifier>>,
 }
 
 impl Shared {
-    /// `topics` of `partitions` partitions each.
-    pub fn new(topics: Vec<String>, partitions: u32) -> Shared {
+    /// `topics` of `partitions` partitions each; producers hold back while more than
+    /// `max_unconsumed` messages are unconsumed (0: never).
+    pub fn new(topics: Vec<String>, partitions: u32, max_unconsumed: u64) -> Shared {
         let total = topics.len() as u32 * partitions;
         Shared {
+            pace: Pace::new(max_unconsumed),
             verifiers: (0..total)
                 .map(|p| Mutex::new(PartitionVerifier::new(p)))
                 .collect(),
