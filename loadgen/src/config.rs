@@ -404,6 +404,19 @@ impl Args {
         self.topics.saturating_mul(self.partitions)
     }
 
+    /// The bound on unconsumed messages that applies: `--max-unconsumed` in a closed loop
+    /// whose consumers run alongside its producers (e2e, group), otherwise none (0);
+    /// `consume` writes its backlog before any consumer starts.
+    pub fn pacing_bound(&self) -> u64 {
+        let closed = matches!(self.load_mode(), LoadMode::Closed { .. });
+        let live = matches!(self.scenario, Scenario::E2e | Scenario::Group);
+        if closed && live {
+            self.max_unconsumed
+        } else {
+            0
+        }
+    }
+
     /// Open loop at `--rate`, or closed loop with `--max-in-flight`; without either, the
     /// e2e scenario runs open loop at the throughput target (its p99 is judged at that
     /// rate: a closed loop's latency is its window over its throughput) and the others
@@ -502,7 +515,7 @@ impl Args {
             .to_owned(),
             rate: self.open_rate(),
             max_in_flight: self.max_in_flight,
-            max_unconsumed: self.max_unconsumed,
+            max_unconsumed: self.pacing_bound(),
             partition_window: self.partition_window,
             shards: self.shards,
             seed: self.seed,

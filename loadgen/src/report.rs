@@ -365,7 +365,7 @@ impl Report {
         let c = &self.config;
         let load = match c.rate {
             Some(r) => format!("open loop at {} msgs/s", fmt_int(r)),
-            None if c.consumers > 0 && c.max_unconsumed > 0 => format!(
+            None if c.max_unconsumed > 0 => format!(
                 "closed loop, {} batches in flight, at most {} messages unconsumed",
                 c.max_in_flight,
                 fmt_int(c.max_unconsumed as f64)

@@ -414,14 +414,11 @@ async fn measure(args: &Args, endpoint: &Endpoint) -> Result<Measured, Error> {
             .await
             .map_err(|e| Error::client(format!("creating topic {name}"), e))?;
     }
-    // Only a closed loop with consumers is paced by consumption.
-    let closed = matches!(args.load_mode(), crate::rate::LoadMode::Closed { .. });
-    let max_unconsumed = if closed && args.scenario.consumes() {
-        args.max_unconsumed
-    } else {
-        0
-    };
-    let shared = Arc::new(Shared::new(topics.clone(), args.partitions, max_unconsumed));
+    let shared = Arc::new(Shared::new(
+        topics.clone(),
+        args.partitions,
+        args.pacing_bound(),
+    ));
     let result = match args.scenario {
         Scenario::Consume => measure_consume(args, endpoint, &shared).await,
         _ => measure_live(args, endpoint, &shared).await,
