@@ -533,6 +533,19 @@ mod tests {
     }
 
     #[test]
+    fn consumption_pacing_applies_only_to_live_closed_loops() {
+        let bound = |args: &[&str]| parse(args).unwrap().pacing_bound();
+        assert_eq!(bound(&[]), 0, "the default e2e run is an open loop");
+        assert_eq!(bound(&["--closed-loop"]), DEFAULT_MAX_UNCONSUMED);
+        assert_eq!(bound(&["--closed-loop", "--max-unconsumed", "7"]), 7);
+        assert_eq!(bound(&["--scenario", "group"]), DEFAULT_MAX_UNCONSUMED);
+        // Its backlog is written before any consumer runs: a bound would never clear.
+        assert_eq!(bound(&["--scenario", "consume"]), 0);
+        assert_eq!(bound(&["--scenario", "produce"]), 0);
+        assert_eq!(bound(&["--closed-loop", "--max-unconsumed", "0"]), 0);
+    }
+
+    #[test]
     fn the_command_is_well_formed() {
         Args::command().debug_assert();
     }
