@@ -449,6 +449,17 @@ fn shards_apply_retention_by_themselves_every_check_interval() {
     let mut c = config(other.path(), 1);
     c.retention_check_interval = Some(Duration::ZERO);
     assert!(matches!(Engine::open(c), Err(Error::InvalidConfig(_))));
+    // An interval past any clock reading means never, not a panic.
+    let mut c = config(other.path(), 1);
+    c.retention_check_interval = Some(Duration::MAX);
+    let engine = Engine::open(c).unwrap();
+    engine.create_topic("r", topic(1)).unwrap();
+    let a = engine
+        .produce("r", 0, batch(&[b"x".to_vec()]))
+        .unwrap()
+        .wait();
+    assert_eq!(a.unwrap().base_offset, 0);
+    engine.shutdown().unwrap();
 }
 
 #[test]

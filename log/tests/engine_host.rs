@@ -190,3 +190,53 @@ fn tasks_spawned_after_shutdown_are_cancelled_and_requests_refused() {
         Err(Error::ShuttingDown)
     ));
 }
+
+#[test]
+fn the_last_handle_dropped_in_a_hosted_task_stops_the_engine_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, tasks) = open(dir.path(), 2);
+    let topic = engine.topic("t").unwrap();
+    let shard = engine.shard_for(topic.id, 0);
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let e = engine.clone();
+    tasks
+        .spawn_on(shard, async move {
+            let _ = go_rx.await;
+            // The last handle: dropping it shuts the engine down from this shard thread.
+            drop(e);
+            let _ = done_tx.send(());
+        })
+        .unwrap();
+    drop(engine);
+    go_tx.send(()).unwrap();
+    done_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("dropping the engine on its own shard thread returned");
+    // Every shard let go of its partitions: the directory opens again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let reopened = loop {
+        match Engine::open(EngineConfig::new(dir.path())) {
+            Ok(e) => break e,
+            Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    };
+    assert_eq!(reopened.topics().len(), 1);
+    reopened.shutdown().unwrap();
+}
+
+#[test]
+fn shutdown_from_a_hosted_task_returns_and_stops_every_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, tasks) = open(dir.path(), 2);
+    let e = engine.clone();
+    let join = tasks.spawn_on(1, async move { e.shutdown() }).unwrap();
+    block_on(join).unwrap().unwrap();
+    assert!(matches!(
+        engine.produce("t", 0, batch(0, 0)),
+        Err(Error::ShuttingDown)
+    ));
+}

@@ -20,6 +20,9 @@ use tokio::task::JoinHandle;
 /// Polling interval of a shard whose eventfd the runtime cannot watch.
 const FALLBACK_POLL: Duration = Duration::from_millis(1);
 
+/// How long a stopped shard's runtime waits for blocking jobs its tasks started.
+const BLOCKING_JOBS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The shard's eventfd as something tokio's reactor can watch.
 struct WakerFd(Arc<super::Waker>);
 
@@ -31,9 +34,10 @@ impl AsRawFd for WakerFd {
 
 /// Drives `core` from the current tokio runtime until the shard stops.
 ///
-/// Turns the shard whenever it has work and sleeps on its eventfd (and the earliest
-/// parked-fetch deadline) in between, so the runtime's other tasks run meanwhile. Run it
-/// with `block_on` on the shard thread, from an [`EngineConfig::runner`].
+/// Turns the shard whenever it has work and sleeps on its eventfd (and its next timed
+/// work, [`Turn::next_deadline`](super::Turn::next_deadline)) in between, so the runtime's
+/// other tasks run meanwhile. Run it with `block_on` on the shard thread, from an
+/// [`EngineConfig::runner`].
 pub async fn drive(mut core: ShardCore) {
     let waker = core.waker().clone();
     // SAFETY: `WakerFd` owns an `Arc<Waker>`, and the waker owns the eventfd (`OwnedFd`)
@@ -94,8 +98,10 @@ pub async fn drive(mut core: ShardCore) {
 ///
 /// Tasks run on the shard thread between the shard's turns, so they must not block:
 /// `.await` a [`Pending`](super::Pending), never [`wait`](super::Pending::wait) on it.
-/// Once the engine has shut down, the runtimes are gone and newly spawned tasks are
-/// cancelled at once (their `JoinHandle` reports it).
+/// A task may hold an [`Engine`] and may be the one to drop its last handle or call
+/// [`Engine::shutdown`]: its own shard then stops once the task yields. Once the engine
+/// has shut down, the runtimes are gone and newly spawned tasks are cancelled at once
+/// (their `JoinHandle` reports it); blocking jobs a task started get two seconds.
 #[derive(Debug, Clone)]
 pub struct ShardTasks {
     handles: Arc<[Handle]>,
@@ -157,7 +163,7 @@ impl Engine {
                 "open_hosted installs its own shard runner; leave `runner` unset".into(),
             ));
         }
-        let (tx, rx) = mpsc::channel::<(usize, Option<Handle>)>();
+        let (tx, rx) = mpsc::channel::<(usize, std::result::Result<Handle, String>)>();
         let tx = Mutex::new(tx);
         config.runner = Some(Arc::new(move |core: ShardCore| {
             let index = core.index();
@@ -173,12 +179,13 @@ impl Engine {
             };
             match runtime {
                 Ok(runtime) => {
-                    report(Some(runtime.handle().clone()));
+                    report(Ok(runtime.handle().clone()));
                     runtime.block_on(drive(core));
+                    runtime.shutdown_timeout(BLOCKING_JOBS_TIMEOUT);
                 }
                 Err(e) => {
                     tracing::error!(shard = index, error = %e, "cannot start the shard's runtime; it hosts no tasks");
-                    report(None);
+                    report(Err(e.to_string()));
                     super::run_shard(core);
                 }
             }
@@ -187,11 +194,11 @@ impl Engine {
         let mut handles: Vec<Option<Handle>> = vec![None; engine.shard_count()];
         for _ in 0..handles.len() {
             match rx.recv() {
-                Ok((index, Some(handle))) => handles[index] = Some(handle),
-                Ok((index, None)) => {
+                Ok((index, Ok(handle))) => handles[index] = Some(handle),
+                Ok((index, Err(e))) => {
                     let _ = engine.shutdown();
                     return Err(Error::InvalidConfig(format!(
-                        "shard {index} could not start its tokio runtime"
+                        "shard {index} could not start its tokio runtime: {e}"
                     )));
                 }
                 Err(_) => {

@@ -873,6 +873,11 @@ impl Inner {
             return Ok(());
         }
         self.stopped.store(true, Ordering::SeqCst);
+        // Called on a shard thread (a hosted task, or the last handle dropped there), that
+        // shard cannot answer while this waits: it is told to stop and left to do so once
+        // this returns to its loop.
+        let me = std::thread::current().id();
+        let own = threads.iter().position(|t| t.thread().id() == me);
         let mut first_error = None;
         for (index, shard) in self.shards.iter().enumerate() {
             let (tx, rx) = oneshot::channel();
@@ -881,6 +886,21 @@ impl Inner {
             loop {
                 match shard.inbox.push(cmd) {
                     Ok(()) => break,
+                    Err(back) if own == Some(index) => {
+                        // Only this thread drains that inbox, so waiting here for room
+                        // would never end: a helper delivers the command once the shard
+                        // has turned again.
+                        let (inbox, waker) = (shard.inbox.clone(), shard.waker.clone());
+                        std::thread::spawn(move || {
+                            let mut cmd = back;
+                            while let Err(again) = inbox.push(cmd) {
+                                cmd = again;
+                                std::thread::yield_now();
+                            }
+                            waker.wake();
+                        });
+                        break;
+                    }
                     Err(back) => {
                         cmd = back;
                         shard.waker.wake();
@@ -889,16 +909,24 @@ impl Inner {
                 }
             }
             shard.waker.wake();
+            if own == Some(index) {
+                continue;
+            }
             if let Err(e) = block_on(rx).unwrap_or(Err(Error::ShuttingDown)) {
                 tracing::warn!(shard = index, error = %e, "shard shutdown reported an error");
                 first_error.get_or_insert(e);
             }
         }
-        for t in threads.drain(..) {
-            let _ = t.join();
+        for (index, t) in threads.drain(..).enumerate() {
+            if own != Some(index) {
+                let _ = t.join();
+            }
         }
         // Requests that slipped in after a shard's last drain.
-        for shard in &self.shards {
+        for (index, shard) in self.shards.iter().enumerate() {
+            if own == Some(index) {
+                continue;
+            }
             while let Some(cmd) = shard.inbox.pop() {
                 shard::refuse(cmd);
             }

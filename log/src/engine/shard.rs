@@ -306,7 +306,8 @@ const OBSERVE_CHUNK: usize = 1 << 20;
 pub struct Turn {
     /// Whether anything happened (run another turn before sleeping).
     pub progressed: bool,
-    /// The earliest deadline of a parked fetch.
+    /// When the shard next has timed work: a parked fetch's deadline, a group
+    /// coordinator's session check, or the next retention pass.
     pub next_deadline: Option<Instant>,
     /// Whether the shard has shut down.
     pub stopped: bool,
@@ -347,7 +348,9 @@ impl ShardCore {
             stopped: false,
             observer,
             coordinators: HashMap::new(),
-            retention: retention_interval.map(|every| (every, Instant::now() + every)),
+            // An interval too long to add to a clock reading means never.
+            retention: retention_interval
+                .and_then(|every| Some((every, Instant::now().checked_add(every)?))),
         }
     }
 
@@ -423,12 +426,14 @@ impl ShardCore {
         if let Some((every, due)) = self.retention {
             let due = if now >= due {
                 self.enforce_retention(SystemTime::now());
-                now + every
+                now.checked_add(every)
             } else {
-                due
+                Some(due)
             };
-            self.retention = Some((every, due));
-            next_deadline = Some(next_deadline.map_or(due, |n: Instant| n.min(due)));
+            self.retention = due.map(|due| (every, due));
+            if let Some(due) = due {
+                next_deadline = Some(next_deadline.map_or(due, |n: Instant| n.min(due)));
+            }
         }
         Turn {
             progressed,
