@@ -92,6 +92,8 @@ pub async fn run(
 ) -> Result<ConsumeOutcome, Error> {
     let mut outcome = ConsumeOutcome::default();
     let mut scratch = Vec::new();
+    // However this task ends, producers must not keep waiting for it to consume.
+    let _release = ReleasePace(&shared);
     while !stop.load(Ordering::Acquire) {
         if let Some(rx) = churn.as_mut() {
             if rx.has_changed().unwrap_or(false) {
@@ -114,12 +116,13 @@ pub async fn run(
             .await
             .map_err(|e| Error::client(format!("consumer {}: polling", plan.index), e))?;
         let now = plan.clock.now_ns();
-        let mut taken = 0;
+        let mut fresh = 0;
         for b in &batches {
-            taken += process(&shared, b, now, plan.latency, &mut recorder, &mut scratch)?;
+            let taken = process(&shared, b, now, plan.latency, &mut recorder, &mut scratch)?;
+            outcome.deliveries += taken.records;
+            fresh += taken.fresh;
         }
-        outcome.deliveries += taken;
-        shared.pace.consumed(taken);
+        shared.pace.consumed(fresh);
         recorder.advance(now);
     }
     let _ = consumer.close().await;
@@ -127,7 +130,24 @@ pub async fn run(
     Ok(outcome)
 }
 
-/// Verifies and records the records of one fetched batch; returns how many it held.
+/// Closes the run's pace when a consumer task ends.
+struct ReleasePace<'a>(&'a Shared);
+
+impl Drop for ReleasePace<'_> {
+    fn drop(&mut self) {
+        self.0.pace.close();
+    }
+}
+
+/// What one fetched batch held.
+struct Taken {
+    /// Records at or past the fetch offset (re-reads included).
+    records: u64,
+    /// Of those, first deliveries (new or reordered, not re-reads or duplicates).
+    fresh: u64,
+}
+
+/// Verifies and records the records of one fetched batch; returns what it held.
 fn process(
     shared: &Shared,
     b: &ConsumedBatch,
@@ -135,9 +155,12 @@ fn process(
     latency: bool,
     recorder: &mut Recorder,
     scratch: &mut Vec<u8>,
-) -> Result<u64, Error> {
+) -> Result<Taken, Error> {
     let Some(topic_index) = shared.topic_index(&b.topic) else {
-        return Ok(0);
+        return Ok(Taken {
+            records: 0,
+            fresh: 0,
+        });
     };
     let partition = shared.run_partition(topic_index, b.partition);
     let format = |e: strata_log::FormatError| Error::Format {
@@ -150,7 +173,7 @@ fn process(
     let view = BatchView::parse(&b.batch).map_err(format)?;
     let records = view.records(scratch).map_err(format)?;
     let mut verifier = shared.verifier(partition);
-    let (mut count, mut plain, mut plain_bytes) = (0u64, 0u64, 0u64);
+    let (mut count, mut fresh, mut plain, mut plain_bytes) = (0u64, 0u64, 0u64, 0u64);
     for record in records {
         let record = record.map_err(format)?;
         if record.offset < b.from_offset {
@@ -161,6 +184,9 @@ fn process(
         let decoded = payload::decode(value);
         let send_ns = decoded.as_ref().ok().map(|f| f.send_ns);
         let outcome = verifier.received(record.offset, Delivery::from(decoded));
+        if matches!(outcome, Outcome::New | Outcome::Reordered) {
+            fresh += 1;
+        }
         match (send_ns, outcome) {
             (Some(sent), Outcome::New | Outcome::Reordered) if latency => {
                 recorder.record_delivery(sent, now, value.len() as u64);
@@ -175,5 +201,8 @@ fn process(
     if plain > 0 {
         recorder.record_consumed(now, plain, plain_bytes);
     }
-    Ok(count)
+    Ok(Taken {
+        records: count,
+        fresh,
+    })
 }

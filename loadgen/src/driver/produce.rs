@@ -126,6 +126,8 @@ impl Task {
             }
             Err(e) => {
                 self.outcome.failed += 1;
+                // No consumer will see it: it must not hold the pacing bound.
+                self.shared.pace.forget(1);
                 if self.outcome.first_failure.is_none() {
                     self.outcome.first_failure = Some(e.to_string());
                 }
@@ -159,6 +161,41 @@ impl Task {
         let m = self.queue.pop_front().expect("front exists");
         self.complete(m, result, now);
         self.take_ready();
+    }
+
+    /// Waits for room under the pacing bound (or until `stop_ns`), taking
+    /// acknowledgements meanwhile so their latency is not charged with the wait.
+    async fn wait_for_room(&mut self, stop_ns: u64) {
+        let shared = self.shared.clone();
+        // At most a minute at a time (the caller re-checks), so an unlimited run's
+        // `stop_ns` never becomes a timer that far away.
+        let horizon = self.clock.now_ns().saturating_add(60_000_000_000);
+        let stop = tokio::time::Instant::from_std(self.clock.instant_at(stop_ns.min(horizon)));
+        let timeout = tokio::time::sleep_until(stop);
+        tokio::pin!(timeout);
+        loop {
+            self.take_ready();
+            if shared.pace.has_room() {
+                return;
+            }
+            let room = shared.pace.wait_for_room();
+            let got = match self.queue.front_mut() {
+                Some(m) => tokio::select! {
+                    _ = room => None,
+                    _ = &mut timeout => return,
+                    r = &mut m.delivery => Some(r),
+                },
+                None => tokio::select! {
+                    _ = room => None,
+                    _ = &mut timeout => return,
+                },
+            };
+            if let Some(result) = got {
+                let now = self.clock.now_ns();
+                let m = self.queue.pop_front().expect("front exists");
+                self.complete(m, result, now);
+            }
+        }
     }
 
     /// Waits until `due_ns`, taking acknowledgements meanwhile.
@@ -298,9 +335,8 @@ pub async fn run(
             if pace_unreported == PACE_REPORT {
                 pace_unreported = 0;
                 shared.pace.sent(PACE_REPORT);
-                if shared.pace.is_bounded() {
-                    task.take_ready();
-                    shared.pace.wait_for_room().await;
+                if !shared.pace.has_room() {
+                    task.wait_for_room(stop_ns).await;
                 }
             }
             task.unreported.0 += 1;
