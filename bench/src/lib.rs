@@ -663,15 +663,39 @@ pub fn settle_threads(limit: Duration) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::yield_now();
+        std::thread::sleep(Duration::from_micros(50));
     }
 }
 
+thread_local! {
+    /// CPU time this thread has spent in [`settled_usage`] waiting for others to settle.
+    static SETTLING: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+}
+
+/// CPU time of the calling thread, current to the moment of the call.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 /// [`process_usage`] once the other threads have settled (see [`settle_threads`]; waits
-/// at most 100 ms).
+/// at most 100 ms, and warns when they did not settle), less the CPU time this thread
+/// has spent waiting for them in such calls, so the wait is not counted as work.
 pub fn settled_usage() -> (Duration, u64) {
-    settle_threads(Duration::from_millis(100));
-    process_usage()
+    let before = thread_cpu();
+    if !settle_threads(Duration::from_millis(100)) {
+        eprintln!("note: a thread was still running after 100 ms; its CPU time may lag");
+    }
+    let waited = thread_cpu().saturating_sub(before);
+    let total = SETTLING.with(|s| {
+        s.set(s.get() + waited);
+        s.get()
+    });
+    let (cpu, switches) = process_usage();
+    (cpu.saturating_sub(total), switches)
 }
 
 /// Median of `values` (sorts them); NaN when empty.
@@ -819,12 +843,6 @@ mod tests {
         assert!(!settle_threads(Duration::from_millis(20)));
         stop.store(true, Ordering::Relaxed);
         t.join().unwrap();
-    }
-
-    /// CPU time of the calling thread, current to the moment of the call.
-    fn thread_cpu() -> Duration {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
     }
 
     #[test]
