@@ -218,6 +218,11 @@ impl Partition {
                 std::fs::remove_file(&path).at(&path)?;
                 continue;
             }
+            if segment::is_retired(suffix) {
+                // Retired by retention before a crash, not yet unlinked.
+                segment::remove_later(entry.path());
+                continue;
+            }
             match suffix {
                 LOG_SUFFIX => {
                     logs.insert(base);

@@ -825,6 +825,52 @@ fn at_micros(us: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_micros(us as u64)
 }
 
+/// Files in `dir` whose names end with `.deleted`, after waiting (up to 10 s) for the
+/// background deleter.
+fn retired_files_left(dir: &Path) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".deleted"))
+            .collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn retention_retires_files_at_once_and_leftovers_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(IoBackend::Fallback, Durability::Written);
+    let mut p = open(dir.path(), cfg.clone(), "retire");
+    let mut model = Model::default();
+    fill_segments(&mut p, &mut model, 4, 5);
+    let before = p.segments();
+    drop(p);
+    cfg.retention_bytes = Some(1);
+    let mut p = open(dir.path(), cfg.clone(), "retire, with retention");
+    let report = p.apply_retention(SystemTime::now()).unwrap();
+    assert!(report.segments_deleted >= 3, "{report:?}");
+    // The old names are gone at once; the renamed files go in the background.
+    assert_eq!(
+        segment_files_exist(dir.path(), before[0].base_offset),
+        [false; 3]
+    );
+    assert_eq!(retired_files_left(dir.path()), Vec::<String>::new());
+    drop(p);
+    // A crash between the rename and the unlink leaves a retired file behind: open
+    // neither serves it nor keeps it.
+    let leftover = dir.path().join(format!("{:020}.log.deleted", 0));
+    std::fs::write(&leftover, vec![0xAB; 4096]).unwrap();
+    let p = open(dir.path(), cfg, "retire, after a crash");
+    assert_eq!(p.log_start_offset(), report.log_start_offset);
+    assert_eq!(retired_files_left(dir.path()), Vec::<String>::new());
+}
+
 #[test]
 fn retention_by_size_deletes_whole_old_segments() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,6 +4,9 @@
 //! `{B:020}.log` (batches), `{B:020}.index` (offset index) and `{B:020}.timeindex`.
 
 mod active;
+mod deleter;
+pub use deleter::DELETED_SUFFIX;
+pub(crate) use deleter::{is_retired, remove_later};
 mod sealed;
 mod store;
 

@@ -92,15 +92,12 @@ impl SealedSegment {
         self.store.read(0, self.store.len() as usize)
     }
 
-    /// Deletes the segment's data and index files.
+    /// Deletes the segment's data and index files: renamed at once (the caller syncs the
+    /// directory), unlinked in the background.
     pub fn remove(&self, dir: &Path) -> Result<()> {
         self.store.remove()?;
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            let p = segment_path(dir, self.base_offset, suffix);
-            match std::fs::remove_file(&p) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                r => r.at(&p)?,
-            }
+            super::deleter::retire(&segment_path(dir, self.base_offset, suffix))?;
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Where a sealed segment's bytes live: the one interface tiered storage plugs into.
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use bytes::Bytes;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -66,9 +66,7 @@ impl SegmentStore for LocalSegment {
     }
 
     fn remove(&self) -> Result<()> {
-        match std::fs::remove_file(&self.path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            r => r.at(&self.path),
-        }
+        // Renamed now, unlinked off this thread (see `deleter`).
+        super::deleter::retire(&self.path)
     }
 }
