@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_log::engine::{CATALOG_FILE, OffsetQuery, TOPICS_DIR};
+use strata_log::engine::{CATALOG_FILE, OffsetQuery, TOPICS_DIR, TRASH_DIR};
 use strata_log::format::{BatchBuilder, BatchIter, BuilderOptions};
 use strata_log::{Durability, Engine, EngineConfig, Error, IoBackend, Partitioning, TopicConfig};
 
@@ -158,6 +158,33 @@ fn topics_and_data_survive_restart() {
     assert_eq!(a.base_offset, 1);
 }
 
+/// Whether the engine's trash folder is (or becomes, within 10 s) empty.
+fn trash_empties(data_dir: &std::path::Path) -> bool {
+    let trash = data_dir.join(TRASH_DIR);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let empty = std::fs::read_dir(&trash).map_or(true, |mut d| d.next().is_none());
+        if empty {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn partitions_left_in_the_trash_by_a_crash_are_deleted_after_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let leftover = dir.path().join(TRASH_DIR).join("7-0");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("00000000000000000000.log"), vec![1u8; 4096]).unwrap();
+    let engine = Engine::open(config(dir.path(), 1)).unwrap();
+    assert!(trash_empties(dir.path()));
+    engine.shutdown().unwrap();
+}
+
 #[test]
 fn delete_removes_data_and_a_recreated_topic_starts_empty() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,6 +214,10 @@ fn delete_removes_data_and_a_recreated_topic_starts_empty() {
         engine.delete_topic("t"),
         Err(Error::UnknownTopic(_))
     ));
+    // The removed partitions went to the trash (not unlinked on the shard) and are
+    // deleted in the background.
+    assert!(dir.path().join(TRASH_DIR).is_dir(), "moved to the trash");
+    assert!(trash_empties(dir.path()), "the trash was never emptied");
     let again = engine.create_topic("t", topic(2)).unwrap();
     assert_ne!(again.id, meta.id);
     assert!(read_all(&engine, "t", 1).is_empty());

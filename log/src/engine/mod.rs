@@ -51,6 +51,9 @@ pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(3600);
 /// Folder under the data directory that holds one folder per topic id.
 pub const TOPICS_DIR: &str = "topics";
 
+/// Folder under the data directory where removed partitions wait for their deletion.
+pub const TRASH_DIR: &str = "deleted";
+
 /// Settings of an engine.
 #[derive(Clone)]
 pub struct EngineConfig {
@@ -311,6 +314,13 @@ impl Engine {
         let store = CatalogStore::new(&config.data_dir);
         let catalog = store.load()?;
         remove_orphan_topic_dirs(&topics_dir, &catalog)?;
+        // Partitions removed before a crash and not yet deleted.
+        let trash = config.data_dir.join(TRASH_DIR);
+        if let Ok(entries) = std::fs::read_dir(&trash) {
+            for entry in entries.flatten() {
+                crate::segment::remove_later(entry.path());
+            }
+        }
 
         let mut shards = Vec::with_capacity(config.shards);
         let mut threads = Vec::with_capacity(config.shards);
@@ -448,8 +458,19 @@ impl Engine {
             partition,
         };
         let dir = partition_dir(&self.inner.config.data_dir, topic.id, partition);
+        let trash = self
+            .inner
+            .config
+            .data_dir
+            .join(TRASH_DIR)
+            .join(format!("{}-{partition}", topic.id));
         self.request(self.shard_for(topic.id, partition), |reply| {
-            Command::Remove { id, dir, reply }
+            Command::Remove {
+                id,
+                dir,
+                trash,
+                reply,
+            }
         })
     }
 

@@ -72,6 +72,8 @@ pub(crate) enum Command {
     Remove {
         id: PartitionId,
         dir: PathBuf,
+        /// Where the folder is moved before it is deleted in the background.
+        trash: PathBuf,
         reply: Reply<()>,
     },
     Produce {
@@ -486,7 +488,12 @@ impl ShardCore {
                 });
                 let _ = reply.send(result);
             }
-            Command::Remove { id, dir, reply } => {
+            Command::Remove {
+                id,
+                dir,
+                trash,
+                reply,
+            } => {
                 let result = match self.slots.remove(&id) {
                     Some(mut slot) => {
                         let flushed = slot.partition.flush();
@@ -503,9 +510,9 @@ impl ShardCore {
                         if let Err(e) = flushed {
                             tracing::warn!(error = %e, "flush before removing a partition failed");
                         }
-                        remove_dir(&dir)
+                        remove_dir(&dir, &trash)
                     }
-                    None => remove_dir(&dir),
+                    None => remove_dir(&dir, &trash),
                 };
                 let _ = reply.send(result);
             }
@@ -774,10 +781,27 @@ fn unknown(id: PartitionId) -> Error {
     }
 }
 
-fn remove_dir(dir: &std::path::Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        r => r.map_err(|e| Error::io(dir, e)),
+/// Removes a partition's folder: moved to `trash` at once, its files unlinked in the
+/// background (unlinking files with cached pages would stall the shard, see
+/// `segment::deleter`); inline if the move fails.
+fn remove_dir(dir: &std::path::Path, trash: &std::path::Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let moved = std::fs::create_dir_all(trash.parent().unwrap_or(trash))
+        .and_then(|()| std::fs::rename(dir, trash));
+    match moved {
+        Ok(()) => {
+            crate::segment::remove_later(trash.to_owned());
+            Ok(())
+        }
+        Err(e) => {
+            tracing::debug!(dir = %dir.display(), error = %e, "could not move to the trash; removing inline");
+            match std::fs::remove_dir_all(dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                r => r.map_err(|e| Error::io(dir, e)),
+            }
+        }
     }
 }
 

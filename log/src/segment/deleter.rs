@@ -45,7 +45,8 @@ pub(crate) fn is_retired(suffix: &str) -> bool {
         .is_some_and(|s| s.ends_with('.'))
 }
 
-/// Unlinks `path` on the deleter thread, or here when that thread cannot take it.
+/// Unlinks `path` (a file, or a folder and everything in it) on the deleter thread, or
+/// here when that thread cannot take it.
 pub(crate) fn remove_later(path: PathBuf) {
     let sender = DELETER.get_or_init(|| {
         let (tx, rx) = sync_channel::<PathBuf>(QUEUE);
@@ -75,7 +76,12 @@ pub(crate) fn remove_later(path: PathBuf) {
 }
 
 fn remove_now(path: &Path) {
-    match std::fs::remove_file(path) {
+    let removed = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match removed {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => {
