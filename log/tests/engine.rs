@@ -16,6 +16,13 @@ fn config(dir: &std::path::Path, shards: usize) -> EngineConfig {
     c
 }
 
+/// An engine of `shards` shards in `dir` with topic `name` of `partitions` partitions.
+fn open_with_topic(dir: &std::path::Path, shards: usize, name: &str, partitions: u32) -> Engine {
+    let engine = Engine::open(config(dir, shards)).unwrap();
+    engine.create_topic(name, topic(partitions)).unwrap();
+    engine
+}
+
 fn topic(partitions: u32) -> TopicConfig {
     TopicConfig {
         partitions,
@@ -61,8 +68,7 @@ fn read_all(engine: &Engine, topic: &str, partition: u32) -> Vec<(u64, Vec<u8>)>
 #[test]
 fn concurrent_producers_across_shards_read_back_exactly_once_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), 2)).unwrap();
-    engine.create_topic("events", topic(4)).unwrap();
+    let engine = open_with_topic(dir.path(), 2, "events", 4);
     let shards: std::collections::HashSet<usize> = engine
         .describe_topic("events")
         .unwrap()
@@ -229,10 +235,7 @@ fn delete_removes_data_and_a_recreated_topic_starts_empty() {
 #[test]
 fn orphan_folders_from_an_interrupted_create_are_removed_on_open() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let engine = Engine::open(config(dir.path(), 1)).unwrap();
-        engine.create_topic("kept", topic(1)).unwrap();
-    }
+    drop(open_with_topic(dir.path(), 1, "kept", 1));
     // A crash between creating partition folders and committing the catalog leaves this.
     let orphan = dir.path().join(TOPICS_DIR).join("999").join("0");
     std::fs::create_dir_all(&orphan).unwrap();
@@ -246,8 +249,7 @@ fn an_interrupted_delete_or_catalog_write_leaves_the_old_or_the_new_state() {
     use strata_log::engine::CatalogStore;
     let dir = tempfile::tempdir().unwrap();
     let gone_dir = {
-        let engine = Engine::open(config(dir.path(), 1)).unwrap();
-        engine.create_topic("kept", topic(1)).unwrap();
+        let engine = open_with_topic(dir.path(), 1, "kept", 1);
         let gone = engine.create_topic("gone", topic(2)).unwrap();
         engine
             .produce("kept", 0, batch(&[b"stays".to_vec()]))
@@ -294,8 +296,7 @@ fn a_damaged_catalog_fails_open_with_a_typed_error() {
 #[test]
 fn conditional_append_conflicts_carry_the_actual_offset() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), 1)).unwrap();
-    engine.create_topic("stream", topic(1)).unwrap();
+    let engine = open_with_topic(dir.path(), 1, "stream", 1);
     let a = engine
         .produce_if("stream", 0, batch(&[b"e0".to_vec(), b"e1".to_vec()]), 0)
         .unwrap()
@@ -333,8 +334,7 @@ fn conditional_append_conflicts_carry_the_actual_offset() {
 #[test]
 fn a_retried_conditional_append_gets_its_original_offsets_not_a_conflict() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), 1)).unwrap();
-    engine.create_topic("stream", topic(1)).unwrap();
+    let engine = open_with_topic(dir.path(), 1, "stream", 1);
     let pid = engine.init_producer().unwrap();
     let append = |seq: i32, expected: u64| {
         engine
@@ -364,8 +364,7 @@ fn a_retried_conditional_append_gets_its_original_offsets_not_a_conflict() {
 #[test]
 fn a_tailing_fetch_wakes_when_data_becomes_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), 2)).unwrap();
-    engine.create_topic("tail", topic(1)).unwrap();
+    let engine = open_with_topic(dir.path(), 2, "tail", 1);
     // Parked at the high watermark with a long deadline.
     let pending = engine
         .fetch("tail", 0, 0, 1 << 20, Some(Duration::from_secs(60)))
@@ -393,8 +392,7 @@ fn a_tailing_fetch_wakes_when_data_becomes_durable() {
 #[test]
 fn a_tailing_fetch_returns_empty_at_its_deadline() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), 1)).unwrap();
-    engine.create_topic("quiet", topic(1)).unwrap();
+    let engine = open_with_topic(dir.path(), 1, "quiet", 1);
     let fetch = engine
         .fetch("quiet", 0, 0, 1 << 20, Some(Duration::from_millis(20)))
         .unwrap()
@@ -407,8 +405,7 @@ fn a_tailing_fetch_returns_empty_at_its_deadline() {
 #[test]
 fn an_endless_tailing_wait_is_capped_not_a_panic_and_still_wakes_on_data() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), 1)).unwrap();
-    engine.create_topic("t", topic(1)).unwrap();
+    let engine = open_with_topic(dir.path(), 1, "t", 1);
     let tail = engine
         .fetch("t", 0, 0, 1 << 20, Some(Duration::MAX))
         .unwrap();
@@ -511,8 +508,7 @@ fn shards_apply_retention_by_themselves_every_check_interval() {
 #[test]
 fn unknown_partitions_and_bad_names_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), 1)).unwrap();
-    engine.create_topic("t", topic(2)).unwrap();
+    let engine = open_with_topic(dir.path(), 1, "t", 2);
     assert!(matches!(
         engine.produce("t", 2, batch(&[b"x".to_vec()])),
         Err(Error::UnknownPartition { partition: 2, .. })
@@ -548,8 +544,7 @@ fn unknown_partitions_and_bad_names_are_typed_errors() {
 #[test]
 fn partitioning_by_key_is_stable_and_round_robin_cycles() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), 1)).unwrap();
-    engine.create_topic("k", topic(5)).unwrap();
+    let engine = open_with_topic(dir.path(), 1, "k", 5);
     let p = engine
         .partition_for("k", Partitioning::Key(b"user-42"))
         .unwrap();
@@ -619,8 +614,7 @@ fn idempotent_batch(producer_id: u64, epoch: u16, seq: i32, values: &[&[u8]]) ->
 fn idempotent_retries_are_written_once_even_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let (pid, first) = {
-        let engine = Engine::open(config(dir.path(), 2)).unwrap();
-        engine.create_topic("idem", topic(1)).unwrap();
+        let engine = open_with_topic(dir.path(), 2, "idem", 1);
         let pid = engine.init_producer().unwrap();
         assert_ne!(engine.init_producer().unwrap(), pid, "ids are never reused");
         let first = engine
@@ -834,8 +828,7 @@ fn groups_assign_rebalance_fence_and_keep_offsets_across_restart() {
     let dir = tempfile::tempdir().unwrap();
     let timeout = Duration::from_secs(30);
     let last_generation = {
-        let engine = Engine::open(config(dir.path(), 2)).unwrap();
-        engine.create_topic("clicks", topic(4)).unwrap();
+        let engine = open_with_topic(dir.path(), 2, "clicks", 4);
         let a = join(
             &engine,
             "analytics",
@@ -944,8 +937,7 @@ fn groups_assign_rebalance_fence_and_keep_offsets_across_restart() {
 #[test]
 fn a_silent_member_is_expired_and_its_partitions_move() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), 1)).unwrap();
-    engine.create_topic("jobs", topic(2)).unwrap();
+    let engine = open_with_topic(dir.path(), 1, "jobs", 2);
     let short = Duration::from_millis(200);
     let quiet = join(
         &engine,
@@ -1087,8 +1079,7 @@ fn tailing_readers_see_every_acknowledged_record_exactly_once_while_producers_wr
 #[test]
 fn requests_racing_a_shutdown_are_all_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), 2)).unwrap();
-    engine.create_topic("closing", topic(2)).unwrap();
+    let engine = open_with_topic(dir.path(), 2, "closing", 2);
     // Queue requests without waiting, then shut down with them in flight.
     let pending: Vec<_> = (0..200u32)
         .map(|i| {
@@ -1163,8 +1154,7 @@ fn custom_runner_drives_every_shard_on_its_own_thread() {
 async fn blocking_api_works_from_inside_an_async_runtime() {
     // An embedding program's async main may call the blocking control-plane API.
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), 1)).unwrap();
-    engine.create_topic("t", topic(1)).unwrap();
+    let engine = open_with_topic(dir.path(), 1, "t", 1);
     let a = engine
         .produce("t", 0, batch(&[b"x".to_vec()]))
         .unwrap()
@@ -1189,8 +1179,7 @@ fn values(prefix: &str, n: usize) -> Vec<Vec<u8>> {
 #[test]
 fn produce_many_appends_in_order_with_contiguous_offsets() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), 2)).unwrap();
-    engine.create_topic("many", topic(2)).unwrap();
+    let engine = open_with_topic(dir.path(), 2, "many", 2);
     for p in 0..2u32 {
         let first = engine
             .produce("many", p, batch(&values("a", 2)))
@@ -1253,8 +1242,7 @@ fn produce_many_appends_in_order_with_contiguous_offsets() {
 #[test]
 fn produce_many_accepts_a_prefix_and_stops_at_the_first_bad_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), 1)).unwrap();
-    engine.create_topic("bad", topic(1)).unwrap();
+    let engine = open_with_topic(dir.path(), 1, "bad", 1);
     let mut corrupt = batch(&values("x", 2));
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xFF;
@@ -1297,8 +1285,7 @@ fn produce_many_accepts_a_prefix_and_stops_at_the_first_bad_batch() {
 #[test]
 fn produce_many_errors_unknown_partitions_and_answers_across_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), 2)).unwrap();
-    engine.create_topic("edge", topic(2)).unwrap();
+    let engine = open_with_topic(dir.path(), 2, "edge", 2);
     assert!(matches!(
         engine.produce_many("edge", 2, vec![batch(&values("v", 1))]),
         Err(Error::UnknownPartition { partition: 2, .. })
@@ -1558,8 +1545,7 @@ fn pinned_shards_run_on_their_own_core() {
 fn a_sticky_group_keeps_survivors_partitions_through_joins_and_leaves() {
     use std::collections::BTreeSet;
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), 2)).unwrap();
-    engine.create_topic("orders", topic(6)).unwrap();
+    let engine = open_with_topic(dir.path(), 2, "orders", 6);
     let timeout = Duration::from_secs(30);
     let sticky = AssignmentStrategy::Sticky;
     let owned = |member: &str| -> BTreeSet<u32> {
